@@ -1,0 +1,203 @@
+package ipam
+
+import (
+	"encoding/binary"
+	"math"
+	"net/netip"
+	"slices"
+
+	"go4.org/netipx"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+// Family is an IP address family.
+type Family uint8
+
+// The two families. Their values index per-family arrays.
+const (
+	IPv4 Family = 0
+	IPv6 Family = 1
+)
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// FamilyOf returns the family of addr.
+func FamilyOf(addr netip.Addr) Family {
+	if addr.Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// pool is the allocator's state for one configured pool: its ranges per
+// family, how many addresses are usable and used, and where the next search
+// starts. It holds no per-address state; the Allocator's map does.
+type pool struct {
+	cfg    *config.Pool
+	index  int // position in the config file, the tie-breaker after priority
+	ranges [2][]netipx.IPRange
+	usable [2]uint64 // saturating: a /64 has more than fits
+	used   [2]uint64
+	// cursor is the address handed out last per family; the next search
+	// starts just after it.
+	cursor [2]netip.Addr
+}
+
+func newPool(cfg *config.Pool, index int) *pool {
+	p := &pool{cfg: cfg, index: index}
+	for _, r := range cfg.Ranges {
+		f := FamilyOf(r.From())
+		p.ranges[f] = append(p.ranges[f], r)
+		p.usable[f] = addSat(p.usable[f], rangeSize(r)-buggyCount(r, cfg.AvoidBuggyIPs))
+	}
+	return p
+}
+
+func (p *pool) name() string { return p.cfg.Name }
+
+func (p *pool) hasFamily(f Family) bool { return len(p.ranges[f]) > 0 }
+
+func (p *pool) contains(addr netip.Addr) bool {
+	for _, r := range p.ranges[FamilyOf(addr)] {
+		if r.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// usableAddr reports whether addr may be handed out: inside the pool and,
+// with avoid-buggy-ips, not ending in .0 or .255 (old routers and Windows
+// clients mistake those for network and broadcast addresses).
+func (p *pool) usableAddr(addr netip.Addr) bool {
+	return p.contains(addr) && !(p.cfg.AvoidBuggyIPs && isBuggy(addr))
+}
+
+// allows reports whether a Service may take addresses from this pool: the
+// namespace and service-selector restrictions (our extension).
+func (p *pool) allows(svc *Service) bool {
+	if len(p.cfg.Namespaces) > 0 && !slices.Contains(p.cfg.Namespaces, svc.Namespace) {
+		return false
+	}
+	if len(p.cfg.ServiceSelector) == 0 {
+		return true
+	}
+	set := labels.Set(svc.Labels)
+	for _, sel := range p.cfg.ServiceSelector {
+		if sel.Matches(set) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextFree returns a usable address of family f for which free is true,
+// searching next-fit from the cursor. It visits at most the used addresses
+// plus the skipped buggy ones before it finds a free one, so it never walks
+// a large pool.
+func (p *pool) nextFree(f Family, free func(netip.Addr) bool) (netip.Addr, bool) {
+	if p.used[f] >= p.usable[f] {
+		return netip.Addr{}, false
+	}
+	rs := p.ranges[f]
+	start, at := 0, netip.Addr{}
+	if c := p.cursor[f]; c.IsValid() {
+		for i, r := range rs {
+			if r.Contains(c) {
+				start, at = i, c.Next()
+				break
+			}
+		}
+	}
+	// Walk: the rest of the cursor's range, every other range in order,
+	// then the cursor's range from its start up to the cursor.
+	for n := 0; n <= len(rs); n++ {
+		r := rs[(start+n)%len(rs)]
+		from, to := r.From(), r.To()
+		if n == 0 && at.IsValid() {
+			from = at
+		}
+		if n == len(rs) {
+			if !at.IsValid() {
+				break
+			}
+			to = p.cursor[f]
+		}
+		for a := from; a.IsValid() && a.Compare(to) <= 0; a = a.Next() {
+			if p.cfg.AvoidBuggyIPs && isBuggy(a) {
+				continue
+			}
+			if free(a) {
+				return a, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func isBuggy(a netip.Addr) bool {
+	if !a.Is4() {
+		return false
+	}
+	last := a.As4()[3]
+	return last == 0 || last == 255
+}
+
+// rangeSize is the number of addresses in r, saturating at MaxUint64.
+func rangeSize(r netipx.IPRange) uint64 {
+	fh, fl := u128(r.From())
+	th, tl := u128(r.To())
+	hi := th - fh
+	if tl < fl {
+		hi--
+	}
+	lo := tl - fl
+	if hi != 0 || lo == math.MaxUint64 {
+		return math.MaxUint64
+	}
+	return lo + 1
+}
+
+// buggyCount is how many addresses of r avoid-buggy-ips skips.
+func buggyCount(r netipx.IPRange, avoid bool) uint64 {
+	if !avoid || !r.From().Is4() {
+		return 0
+	}
+	a := uint64(binary.BigEndian.Uint32(r.From().AsSlice()))
+	b := uint64(binary.BigEndian.Uint32(r.To().AsSlice()))
+	// upTo(n, k) counts x in [0, n] with x%256 == k.
+	upTo := func(n, k uint64) uint64 {
+		if n < k {
+			return 0
+		}
+		return (n-k)/256 + 1
+	}
+	var total uint64
+	for _, k := range []uint64{0, 255} {
+		below := uint64(0)
+		if a > 0 {
+			below = upTo(a-1, k)
+		}
+		total += upTo(b, k) - below
+	}
+	return total
+}
+
+func u128(a netip.Addr) (hi, lo uint64) {
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
+func addSat(a, b uint64) uint64 {
+	if a > math.MaxUint64-b {
+		return math.MaxUint64
+	}
+	return a + b
+}
