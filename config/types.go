@@ -108,11 +108,15 @@ type LargeCommunity struct {
 
 // Peer is one BGP router.
 type Peer struct {
-	PeerAddress   string   `json:"peer-address"`
-	PeerASN       uint32   `json:"peer-asn"`
-	MyASN         uint32   `json:"my-asn"`
-	PeerPort      uint16   `json:"peer-port,omitempty"`
-	HoldTime      Duration `json:"hold-time,omitempty"`
+	PeerAddress string `json:"peer-address"`
+	PeerASN     uint32 `json:"peer-asn"`
+	MyASN       uint32 `json:"my-asn"`
+	// PeerPort defaults to 179.
+	PeerPort uint16 `json:"peer-port,omitempty"`
+	// HoldTime defaults to 90s; 0s means no keepalives. Parse truncates it
+	// to whole seconds.
+	HoldTime Duration `json:"hold-time,omitempty"`
+	// KeepaliveTime defaults to a third of HoldTime, in whole seconds.
 	KeepaliveTime Duration `json:"keepalive-time,omitempty"`
 	RouterID      string   `json:"router-id,omitempty"`
 	SourceAddress string   `json:"source-address,omitempty"`
@@ -134,15 +138,17 @@ type Peer struct {
 
 // SecretKeyRef points at one key of a Secret.
 type SecretKeyRef struct {
+	// Namespace empty means the namespace of the component reading it.
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
-	Key       string `json:"key,omitempty"`
+	// Key defaults to "password" (DefaultPasswordKey).
+	Key string `json:"key,omitempty"`
 }
 
 // NodeSelector is MetalLB's classic node selector, with kebab-case keys.
 type NodeSelector struct {
-	MatchLabels      map[string]string         `json:"match-labels,omitempty"`
-	MatchExpressions []SelectorRequirement     `json:"match-expressions,omitempty"`
+	MatchLabels      map[string]string     `json:"match-labels,omitempty"`
+	MatchExpressions []SelectorRequirement `json:"match-expressions,omitempty"`
 }
 
 // SelectorRequirement is one match-expressions entry.
@@ -178,7 +184,7 @@ type TopologyRule struct {
 	Prefixes []netip.Prefix  `json:"-"`
 }
 
-// Duration is a time.Duration written as "90s" in YAML.
+// Duration is a time.Duration written as "90s" in YAML (see UnmarshalJSON).
 type Duration struct {
 	time.Duration
 }

@@ -1,0 +1,596 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Decoding is done by hand, walking the YAML node tree against the Go types,
+// rather than with a strict unmarshaller, for four reasons:
+//
+//   - every problem is reported, not just the first one, each with the path
+//     of the key and its line;
+//   - unknown keys are named together with where they were, and a likely
+//     intended key is suggested;
+//   - string fields take the raw text of any scalar, as MetalLB's yaml.v2
+//     decoding did: "name: 2024" or "password: 0123" keep their text instead
+//     of failing or turning into 83;
+//   - booleans accept YAML 1.1's yes/no/on/off, which MetalLB files use.
+//
+// The walk produces a plain JSON-shaped tree with every bad value removed,
+// which encoding/json then decodes into Config. That keeps the json tags the
+// single source of key names, and lets the decode itself never fail.
+
+// maxNodes bounds the work of expanding YAML aliases: a few kilobytes of
+// nested aliases ("billion laughs") otherwise expand to billions of nodes.
+// Real files have a few hundred nodes.
+const maxNodes = 100000
+
+type decoder struct {
+	errs Errors
+	// lines is the line of every path present in the file.
+	lines map[string]int
+	// given holds the paths that have a non-null value, for the defaults
+	// that differ between "absent" and "zero" (hold-time: 0s).
+	given map[string]bool
+	// bad holds the paths whose value was dropped because it had the wrong
+	// type; validation skips them so that one mistake gives one error.
+	bad map[string]bool
+	// lineOffset converts lines of a ConfigMap's data.config block to
+	// lines of the file; noLines is set when that is not possible.
+	lineOffset int
+	noLines    bool
+	nodes      int
+	tooBig     bool
+}
+
+func newDecoder() *decoder {
+	return &decoder{
+		lines: map[string]int{},
+		given: map[string]bool{},
+		bad:   map[string]bool{},
+	}
+}
+
+func (d *decoder) line(n *yaml.Node) int {
+	if d.noLines || n == nil || n.Line <= 0 {
+		return 0
+	}
+	return n.Line + d.lineOffset
+}
+
+func (d *decoder) addf(path string, line int, format string, args ...any) {
+	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// typeErrorf reports a value of the wrong type and drops it.
+func (d *decoder) typeErrorf(path string, n *yaml.Node, format string, args ...any) {
+	d.bad[path] = true
+	d.addf(path, d.line(n), format, args...)
+}
+
+// suppressed says whether path is, or is inside, a value that was dropped.
+func (d *decoder) suppressed(path string) bool {
+	for p := path; ; p = parentPath(p) {
+		if d.bad[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
+}
+
+// lineOf is the line of path, or of its nearest ancestor present in the file.
+func (d *decoder) lineOf(path string) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := d.lines[p]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+var simpleKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// keyPath appends a map key to a path: "a.b" for plain keys, `a["x.io/y"]`
+// for keys (label names) that would otherwise be ambiguous.
+func keyPath(path, key string) string {
+	if !simpleKey.MatchString(key) {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func indexPath(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+// parentPath undoes keyPath or indexPath.
+func parentPath(path string) string {
+	if strings.HasSuffix(path, `"]`) {
+		// strconv.Quote escapes quotes, so `["` only starts a segment.
+		return path[:strings.LastIndex(path, `["`)]
+	}
+	if strings.HasSuffix(path, "]") {
+		return path[:strings.LastIndex(path, "[")]
+	}
+	if i := strings.LastIndex(path, "."); i >= 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+// readDocuments parses every YAML document of data. The YAML parser is
+// third-party code fed untrusted bytes; a panic in it becomes an error.
+func readDocuments(data []byte) (docs []*yaml.Node, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: parser failed: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			n = *n.Content[0]
+		}
+		if n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null") {
+			continue // an empty document, e.g. after a trailing "---"
+		}
+		docs = append(docs, &n)
+	}
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// root finds the config block in data: the only document, or the
+// data.config key of a ConfigMap. It returns nil for an empty file, or when
+// it reported an error.
+func (d *decoder) root(data []byte) *yaml.Node {
+	docs, err := readDocuments(data)
+	if err != nil {
+		d.addf("", 0, "not valid YAML: %v", err)
+		return nil
+	}
+	var maps []*yaml.Node
+	for _, doc := range docs {
+		if kind := d.k8sKind(doc); kind == "ConfigMap" {
+			maps = append(maps, doc)
+		}
+	}
+	switch {
+	case len(docs) == 0:
+		return nil
+	case len(docs) == 1 && len(maps) == 0:
+		if kind := d.k8sKind(docs[0]); kind != "" {
+			d.addf("kind", d.line(docs[0]), "%q is not supported: give MetalLB's classic configuration, either its ConfigMap (kind: ConfigMap, v0.9 to v0.12) or that ConfigMap's config block", kind)
+			return nil
+		}
+		return docs[0]
+	case len(maps) == 1:
+		return d.configMapBlock(maps[0])
+	default:
+		d.addf("", 0, "the file has %d YAML documents, %d of them ConfigMaps: give one config block, or a file with exactly one ConfigMap holding data.config", len(docs), len(maps))
+		return nil
+	}
+}
+
+// k8sKind is the "kind" of a document that looks like a Kubernetes object.
+func (d *decoder) k8sKind(doc *yaml.Node) string {
+	if doc.Kind != yaml.MappingNode {
+		return ""
+	}
+	if k := lookup(doc, "kind"); k != nil && k.Kind == yaml.ScalarNode {
+		return k.Value
+	}
+	return ""
+}
+
+// lookup finds key in a mapping node, without reporting anything.
+func lookup(m *yaml.Node, key string) *yaml.Node {
+	for m != nil && m.Kind == yaml.AliasNode {
+		m = m.Alias
+	}
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == key {
+			v := m.Content[i+1]
+			for v != nil && v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+// configMapBlock parses data.config of a ConfigMap: a MetalLB user's
+// existing manifest works as the cloud-config file unchanged. The rest of
+// the ConfigMap (metadata, other data keys) is ignored.
+func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
+	block := lookup(lookup(cm, "data"), "config")
+	if block == nil || block.Kind != yaml.ScalarNode || block.ShortTag() == "!!null" {
+		d.addf("data.config", d.line(cm), "the ConfigMap has no data.config string: MetalLB's configuration is the text under data.config")
+		return nil
+	}
+	// A literal block ("config: |") keeps line breaks, so its line N is line
+	// block.Line+N of the file. Other styles fold lines; give no lines then.
+	if block.Style == yaml.LiteralStyle {
+		d.lineOffset = block.Line
+	} else {
+		d.noLines = true
+	}
+	docs, err := readDocuments([]byte(block.Value))
+	if err != nil {
+		msg := err.Error()
+		if !d.noLines {
+			msg = yamlLine.ReplaceAllStringFunc(msg, func(s string) string {
+				n, _ := strconv.Atoi(strings.TrimPrefix(s, "line "))
+				return "line " + strconv.Itoa(n+d.lineOffset)
+			})
+		}
+		d.addf("data.config", 0, "not valid YAML: %s", msg)
+		return nil
+	}
+	switch len(docs) {
+	case 0:
+		return nil
+	case 1:
+		return docs[0]
+	}
+	d.addf("data.config", 0, "holds %d YAML documents, want one", len(docs))
+	return nil
+}
+
+var durationType = reflect.TypeOf(Duration{})
+
+// walk checks n against type t and returns its JSON-shaped value. ok is
+// false when the value was dropped.
+func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) (v any, ok bool) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if d.nodes++; d.nodes > maxNodes {
+		if !d.tooBig {
+			d.tooBig = true
+			d.addf(path, d.line(n), "the document is too large: more than %d values after expanding aliases", maxNodes)
+		}
+		d.bad[path] = true
+		return nil, false
+	}
+	if _, ok := d.lines[path]; !ok {
+		d.lines[path] = d.line(n)
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil, true
+	}
+	d.given[path] = true
+	if t == durationType {
+		if n.Kind != yaml.ScalarNode {
+			d.typeErrorf(path, n, "want a duration like \"90s\", got %s", describe(n))
+			return nil, false
+		}
+		if _, err := parseDuration(n.Value); err != nil {
+			d.typeErrorf(path, n, "%v", err)
+			return nil, false
+		}
+		return n.Value, true
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return d.walk(n, t.Elem(), path)
+	case reflect.Struct:
+		return d.walkStruct(n, t, path)
+	case reflect.Map:
+		return d.walkMap(n, t, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.typeErrorf(path, n, "want a list, got %s", describe(n))
+			return nil, false
+		}
+		out := make([]any, len(n.Content))
+		for i, e := range n.Content {
+			out[i], _ = d.walk(e, t.Elem(), indexPath(path, i))
+		}
+		return out, true
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			d.typeErrorf(path, n, "want a string, got %s", describe(n))
+			return nil, false
+		}
+		return n.Value, true
+	case reflect.Bool:
+		if b, ok := yamlBool(n); ok {
+			return b, true
+		}
+		d.typeErrorf(path, n, "want true or false, got %s", describe(n))
+		return nil, false
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return d.walkInt(n, t, path)
+	}
+	// Only reachable if a field of an unsupported type is added to Config.
+	d.typeErrorf(path, n, "internal error: cannot decode into %v", t)
+	return nil, false
+}
+
+func (d *decoder) walkInt(n *yaml.Node, t reflect.Type, path string) (any, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+			d.typeErrorf(path, n, "want a whole number, got the string %q (remove the quotes)", n.Value)
+		} else {
+			d.typeErrorf(path, n, "want a whole number, got %s", describe(n))
+		}
+		return nil, false
+	}
+	var lo, hi int64
+	var uhi uint64
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		uhi = uint64(1)<<(t.Bits()-1)<<1 - 1
+	default:
+		lo, hi = -1<<(t.Bits()-1), 1<<(t.Bits()-1)-1
+	}
+	var i int64
+	if err := n.Decode(&i); err == nil {
+		if (uhi != 0 && (i < 0 || uint64(i) > uhi)) || (uhi == 0 && (i < lo || i > hi)) {
+			d.typeErrorf(path, n, "%s is out of range: want %s", n.Value, numRange(lo, hi, uhi))
+			return nil, false
+		}
+		return json.Number(strconv.FormatInt(i, 10)), true
+	}
+	var u uint64
+	if err := n.Decode(&u); err == nil && uhi != 0 && u <= uhi {
+		return json.Number(strconv.FormatUint(u, 10)), true
+	}
+	d.typeErrorf(path, n, "%s is out of range: want %s", n.Value, numRange(lo, hi, uhi))
+	return nil, false
+}
+
+func numRange(lo, hi int64, uhi uint64) string {
+	if uhi != 0 {
+		return fmt.Sprintf("0 to %d", uhi)
+	}
+	return fmt.Sprintf("%d to %d", lo, hi)
+}
+
+// yamlBool accepts YAML 1.1 booleans, as MetalLB's yaml.v2 did, unless
+// quoted.
+func yamlBool(n *yaml.Node) (value, ok bool) {
+	if n.Kind != yaml.ScalarNode || n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+		return false, false
+	}
+	switch strings.ToLower(n.Value) {
+	case "true", "yes", "y", "on":
+		return true, true
+	case "false", "no", "n", "off":
+		return false, true
+	}
+	return false, false
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return strconv.Quote(n.Value)
+	}
+	return "nothing"
+}
+
+type pair struct{ k, v *yaml.Node }
+
+// pairs lists the entries of a mapping, expanding merge keys ("<<: *x")
+// and reporting keys that appear twice.
+func (d *decoder) pairs(n *yaml.Node, path string) []pair {
+	var out, merged []pair
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		for k.Kind == yaml.AliasNode {
+			k = k.Alias
+		}
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merged = append(merged, d.mergeSource(v, path)...)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.addf(path, d.line(k), "keys must be strings, got %s", describe(k))
+			continue
+		}
+		if prev, dup := seen[k.Value]; dup {
+			d.addf(path, d.line(k), "key %q appears twice, first on line %d", k.Value, d.line(prev))
+			continue
+		}
+		seen[k.Value] = k
+		out = append(out, pair{k, v})
+	}
+	// Explicit keys win over merged ones, and earlier merges over later.
+	for _, p := range merged {
+		if _, dup := seen[p.k.Value]; !dup {
+			seen[p.k.Value] = p.k
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (d *decoder) mergeSource(v *yaml.Node, path string) []pair {
+	for v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+	if d.nodes++; d.nodes > maxNodes {
+		return nil
+	}
+	switch v.Kind {
+	case yaml.MappingNode:
+		return d.pairs(v, path)
+	case yaml.SequenceNode:
+		var out []pair
+		for _, e := range v.Content {
+			out = append(out, d.mergeSource(e, path)...)
+		}
+		return out
+	}
+	d.addf(path, d.line(v), "a merge key (<<) needs a mapping, got %s", describe(v))
+	return nil
+}
+
+func (d *decoder) walkMap(n *yaml.Node, t reflect.Type, path string) (any, bool) {
+	if n.Kind != yaml.MappingNode {
+		d.typeErrorf(path, n, "want a mapping, got %s", describe(n))
+		return nil, false
+	}
+	out := map[string]any{}
+	for _, p := range d.pairs(n, path) {
+		kp := keyPath(path, p.k.Value)
+		d.lines[kp] = d.line(p.k)
+		if v, ok := d.walk(p.v, t.Elem(), kp); ok && v != nil {
+			out[p.k.Value] = v
+		}
+	}
+	return out, true
+}
+
+type fieldInfo struct {
+	name string
+	typ  reflect.Type
+}
+
+// fields lists the JSON keys of a struct type.
+func fields(t reflect.Type) []fieldInfo {
+	var out []fieldInfo
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" || name == "" {
+			continue
+		}
+		out = append(out, fieldInfo{name, f.Type})
+	}
+	return out
+}
+
+func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) (any, bool) {
+	if n.Kind != yaml.MappingNode {
+		d.typeErrorf(path, n, "want a mapping, got %s", describe(n))
+		return nil, false
+	}
+	fs := fields(t)
+	out := map[string]any{}
+	for _, p := range d.pairs(n, path) {
+		key := p.k.Value
+		var f *fieldInfo
+		for i := range fs {
+			if fs[i].name == key {
+				f = &fs[i]
+			}
+		}
+		if f == nil {
+			d.unknownKey(path, p.k, fs)
+			continue
+		}
+		kp := keyPath(path, key)
+		d.lines[kp] = d.line(p.k)
+		if v, ok := d.walk(p.v, f.typ, kp); ok && v != nil {
+			out[key] = v
+		}
+	}
+	return out, true
+}
+
+func (d *decoder) unknownKey(path string, k *yaml.Node, fs []fieldInfo) {
+	where := path
+	if where == "" {
+		where = "top level"
+	}
+	var names []string
+	for _, f := range fs {
+		names = append(names, f.name)
+	}
+	msg := fmt.Sprintf("unknown key %q", k.Value)
+	if s := suggest(k.Value, names); s != "" {
+		msg += fmt.Sprintf(", did you mean %q?", s)
+	} else {
+		sort.Strings(names)
+		msg += "; known keys here: " + strings.Join(names, ", ")
+	}
+	d.addf(where, d.line(k), "%s", msg)
+}
+
+// suggest finds the known key a typo most likely meant: the same key in
+// another spelling (matchLabels for match-labels), or one within two edits.
+func suggest(key string, names []string) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(s))
+	}
+	best, bestDist := "", 3
+	for _, name := range names {
+		if norm(name) == norm(key) {
+			return name
+		}
+		if dist := editDistance(norm(key), norm(name)); dist < bestDist {
+			best, bestDist = name, dist
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64 // not worth comparing, and bounds the work on junk input
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// parseDuration parses a Duration's text; the error names the value.
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration like \"90s\": %v", s, err)
+	}
+	return v, nil
+}

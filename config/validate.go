@@ -1,0 +1,472 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go4.org/netipx"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// validator checks a decoded Config and fills its defaults and parsed
+// fields. Errors go to the decoder, which knows the line of every path and
+// which paths were already reported as badly typed.
+type validator struct {
+	d *decoder
+	c *Config
+	// communities are the valid bgp-communities; badCommunities the names
+	// whose value was already reported as invalid.
+	communities    map[string]uint32
+	badCommunities map[string]bool
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	if v.d.suppressed(path) {
+		return
+	}
+	v.d.addf(path, v.d.lineOf(path), format, args...)
+}
+
+// checkNames reports the problems a k8s name validator found, if any.
+func (v *validator) checkName(path, value, what string, check func(string) []string) bool {
+	if msgs := check(value); len(msgs) > 0 {
+		v.errorf(path, "%q is not a valid %s: %s", value, what, strings.Join(msgs, "; "))
+		return false
+	}
+	return true
+}
+
+func (v *validator) validate() {
+	c := v.c
+	if c.ClusterID == "" {
+		c.ClusterID = DefaultClusterID
+	} else {
+		// It ends up in object names and label values: a DNS label is safe
+		// in both.
+		v.checkName("cluster-id", c.ClusterID, "cluster-id (a DNS-1123 label)", validation.IsDNS1123Label)
+	}
+	v.bgpCommunities()
+	v.bfdProfiles()
+	v.peers()
+	v.pools()
+	v.topology()
+	for i, n := range c.RemovedNodes {
+		v.checkName(indexPath("removed-nodes", i), n, "node name", validation.IsDNS1123Subdomain)
+	}
+}
+
+func (v *validator) bgpCommunities() {
+	v.communities = map[string]uint32{}
+	v.badCommunities = map[string]bool{}
+	names := make([]string, 0, len(v.c.BGPCommunities))
+	for name := range v.c.BGPCommunities {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		value := v.c.BGPCommunities[name]
+		c, err := parseCommunity(value)
+		if err != nil {
+			v.badCommunities[name] = true
+			v.errorf(keyPath("bgp-communities", name), "%q %v", value, err)
+			continue
+		}
+		v.communities[name] = c
+	}
+}
+
+// parseCommunity parses an RFC 1997 community written "AA:NN".
+func parseCommunity(s string) (uint32, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) == 2 {
+		hi, err1 := strconv.ParseUint(parts[0], 10, 16)
+		lo, err2 := strconv.ParseUint(parts[1], 10, 16)
+		if err1 == nil && err2 == nil {
+			return uint32(hi)<<16 | uint32(lo), nil
+		}
+	}
+	return 0, fmt.Errorf("is not a community: want AA:NN, two numbers from 0 to 65535")
+}
+
+// parseLargeCommunity parses an RFC 8092 large community written "A:B:C",
+// optionally prefixed "large:" as in MetalLB's later CRDs.
+func parseLargeCommunity(s string) (LargeCommunity, error) {
+	parts := strings.Split(strings.TrimPrefix(s, "large:"), ":")
+	if len(parts) == 3 {
+		var n [3]uint32
+		ok := true
+		for i, p := range parts {
+			u, err := strconv.ParseUint(p, 10, 32)
+			ok = ok && err == nil
+			n[i] = uint32(u)
+		}
+		if ok {
+			return LargeCommunity{GlobalAdmin: n[0], LocalData1: n[1], LocalData2: n[2]}, nil
+		}
+	}
+	return LargeCommunity{}, fmt.Errorf("is not a large community: want A:B:C, three numbers from 0 to 4294967295")
+}
+
+func (v *validator) bfdProfiles() {
+	seen := map[string]int{}
+	for i, p := range v.c.BFDProfiles {
+		path := keyPath(indexPath("bfd-profiles", i), "name")
+		if p.Name == "" {
+			v.errorf(path, "must not be empty")
+			continue
+		}
+		if j, dup := seen[p.Name]; dup {
+			v.errorf(path, "%q is also the name of bfd-profiles[%d]", p.Name, j)
+			continue
+		}
+		seen[p.Name] = i
+	}
+}
+
+// Limits of the BGP protocol (RFC 4271) and of TCP MD5 (RFC 2385, Linux's
+// TCP_MD5SIG_MAXKEYLEN).
+const (
+	defaultHoldTime = 90 * time.Second
+	minHoldTime     = 3 * time.Second
+	maxHoldTime     = 65535 * time.Second
+	maxPasswordLen  = 80
+	defaultBGPPort  = 179
+)
+
+func (v *validator) peers() {
+	type peerKey struct {
+		addr netip.Addr
+		port uint16
+	}
+	first := map[peerKey][]int{}
+	for i := range v.c.Peers {
+		p := &v.c.Peers[i]
+		path := indexPath("peers", i)
+		v.peer(p, path)
+		if !p.Address.IsValid() {
+			continue
+		}
+		k := peerKey{p.Address, p.PeerPort}
+		for _, j := range first[k] {
+			// The same router on every rack (a shared gateway address) is
+			// a real pattern; it is only a duplicate when both peers apply
+			// to the same nodes.
+			q := &v.c.Peers[j]
+			if len(p.NodeSelectors) > 0 && len(q.NodeSelectors) > 0 && !reflect.DeepEqual(p.NodeSelectors, q.NodeSelectors) {
+				continue
+			}
+			v.errorf(path, "peer %s port %d is already peers[%d]; give the two different node-selectors if each serves different nodes", p.Address, p.PeerPort, j)
+			break
+		}
+		first[k] = append(first[k], i)
+	}
+}
+
+func (v *validator) peer(p *Peer, path string) {
+	at := func(key string) string { return keyPath(path, key) }
+	if p.PeerAddress == "" {
+		v.errorf(at("peer-address"), "must be set")
+	} else if ip, err := parseIP(strings.TrimSpace(p.PeerAddress)); err != nil {
+		v.errorf(at("peer-address"), "%q is not an IP address: %v", p.PeerAddress, err)
+	} else {
+		p.Address = ip
+	}
+	if p.PeerASN == 0 {
+		v.errorf(at("peer-asn"), "must be a non-zero AS number, got 0")
+	}
+	if p.MyASN == 0 {
+		v.errorf(at("my-asn"), "must be a non-zero AS number, got 0")
+	}
+	if p.PeerPort == 0 {
+		p.PeerPort = defaultBGPPort
+	}
+
+	// Like MetalLB, times are whole seconds, as on the wire.
+	hold := defaultHoldTime
+	if v.d.given[at("hold-time")] {
+		hold = p.HoldTime.Truncate(time.Second)
+		switch {
+		case p.HoldTime.Duration < 0:
+			v.errorf(at("hold-time"), "%q must not be negative", p.HoldTime)
+		case p.HoldTime.Duration > 0 && hold < minHoldTime:
+			v.errorf(at("hold-time"), "%q must be 0 (no keepalives) or at least 3s", p.HoldTime)
+		case hold > maxHoldTime:
+			v.errorf(at("hold-time"), "%q must be at most %s", p.HoldTime, maxHoldTime)
+		}
+	}
+	p.HoldTime.Duration = hold
+	keepalive := hold / 3 / time.Second * time.Second
+	if v.d.given[at("keepalive-time")] {
+		keepalive = p.KeepaliveTime.Truncate(time.Second)
+		switch {
+		case p.KeepaliveTime.Duration < 0:
+			v.errorf(at("keepalive-time"), "%q must not be negative", p.KeepaliveTime)
+		case hold == 0 && keepalive != 0:
+			v.errorf(at("keepalive-time"), "%q needs a non-zero hold-time", p.KeepaliveTime)
+		case hold != 0 && keepalive == 0:
+			v.errorf(at("keepalive-time"), "%q must be at least 1s when hold-time is not 0", p.KeepaliveTime)
+		case hold != 0 && keepalive >= hold:
+			v.errorf(at("keepalive-time"), "%q must be less than hold-time (%s)", p.KeepaliveTime, hold)
+		}
+	}
+	p.KeepaliveTime.Duration = keepalive
+
+	if p.RouterID != "" {
+		if ip, err := parseIP(strings.TrimSpace(p.RouterID)); err != nil {
+			v.errorf(at("router-id"), "%q is not an IPv4 address: %v", p.RouterID, err)
+		} else if !ip.Is4() {
+			v.errorf(at("router-id"), "%q is not an IPv4 address: a BGP router ID is 32 bits", p.RouterID)
+		} else {
+			p.ID = ip
+		}
+	}
+	if p.SourceAddress != "" {
+		if ip, err := parseIP(strings.TrimSpace(p.SourceAddress)); err != nil {
+			v.errorf(at("source-address"), "%q is not an IP address: %v", p.SourceAddress, err)
+		} else if p.Address.IsValid() && ip.Is4() != p.Address.Is4() {
+			v.errorf(at("source-address"), "%q is not in the IP family of peer-address %s", p.SourceAddress, p.Address)
+		} else {
+			p.Source = ip
+		}
+	}
+	// The password itself is never echoed into logs.
+	if len(p.Password) > maxPasswordLen {
+		v.errorf(at("password"), "is %d bytes long (value not shown): TCP MD5 keys are at most %d bytes", len(p.Password), maxPasswordLen)
+	}
+	if s := p.PasswordSecret; s != nil {
+		if p.Password != "" {
+			v.errorf(at("password-secret"), "password and password-secret are mutually exclusive: keep one")
+		}
+		sp := at("password-secret")
+		if s.Name == "" {
+			v.errorf(keyPath(sp, "name"), "must be set")
+		} else {
+			v.checkName(keyPath(sp, "name"), s.Name, "Secret name", validation.IsDNS1123Subdomain)
+		}
+		if s.Namespace != "" {
+			v.checkName(keyPath(sp, "namespace"), s.Namespace, "namespace name", validation.IsDNS1123Label)
+		}
+		if s.Key == "" {
+			s.Key = DefaultPasswordKey
+		} else {
+			v.checkName(keyPath(sp, "key"), s.Key, "Secret key", validation.IsConfigMapKey)
+		}
+	}
+	p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
+	if p.BFDProfile != "" {
+		v.errorf(at("bfd-profile"), "%q: BFD is not supported by the embedded BGP speaker; remove bfd-profile (bfd-profiles may stay)", p.BFDProfile)
+	}
+}
+
+// DefaultPasswordKey is the key of password-secret used when none is set:
+// that of a kubernetes.io/basic-auth Secret, as MetalLB's later CRDs use.
+const DefaultPasswordKey = "password"
+
+// poolEntry is one valid addresses entry, for the overlap check.
+type poolEntry struct {
+	pool, index int
+	r           netipx.IPRange
+	text        string
+}
+
+func (v *validator) pools() {
+	names := map[string]int{}
+	var entries []poolEntry
+	for i := range v.c.Pools {
+		p := &v.c.Pools[i]
+		path := indexPath("address-pools", i)
+		at := func(key string) string { return keyPath(path, key) }
+
+		switch j, dup := names[p.Name]; {
+		case p.Name == "":
+			v.errorf(at("name"), "must not be empty")
+		case dup:
+			v.errorf(at("name"), "%q is also the name of address-pools[%d]", p.Name, j)
+		default:
+			names[p.Name] = i
+		}
+		switch p.Protocol {
+		case Layer2, BGP:
+		case "":
+			v.errorf(at("protocol"), "must be set: layer2 or bgp")
+		default:
+			v.errorf(at("protocol"), "%q is not a protocol: want layer2 or bgp", p.Protocol)
+		}
+
+		if len(p.Addresses) == 0 {
+			v.errorf(at("addresses"), "the pool has no addresses")
+		}
+		var b netipx.IPSetBuilder
+		valid := true
+		for j, a := range p.Addresses {
+			r, err := parseAddressEntry(a)
+			if err != nil {
+				valid = false
+				v.errorf(indexPath(at("addresses"), j), "%q %v", a, err)
+				continue
+			}
+			b.AddRange(r)
+			entries = append(entries, poolEntry{pool: i, index: j, r: r, text: a})
+		}
+		set, _ := b.IPSet() // cannot fail: every range added is valid
+		p.Ranges = set.Ranges()
+		if valid && len(p.Ranges) > 0 && p.Size().Sign() == 0 {
+			v.errorf(at("avoid-buggy-ips"), "true leaves the pool no address to assign: every address ends in .0 or .255")
+		}
+
+		v.advertisements(p, path)
+		if p.Protocol == BGP && len(p.Interfaces) > 0 {
+			v.errorf(at("interfaces"), "only layer2 pools answer on interfaces, this pool is bgp")
+		}
+		for j, name := range p.Interfaces {
+			if msg := checkInterfaceName(name); msg != "" {
+				v.errorf(indexPath(at("interfaces"), j), "%q is not an interface name: %s", name, msg)
+			}
+		}
+		for j, ns := range p.Namespaces {
+			v.checkName(indexPath(at("namespaces"), j), ns, "namespace name", validation.IsDNS1123Label)
+		}
+		p.ServiceSelector = v.labelSelectors(at("service-selectors"), p.ServiceSelectors)
+		p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
+	}
+	v.overlaps(entries)
+}
+
+// overlaps reports addresses that belong to two entries, of one pool or of
+// two: an address must have one pool, or allocation would be ambiguous.
+func (v *validator) overlaps(entries []poolEntry) {
+	sort.SliceStable(entries, func(i, j int) bool {
+		return entries[i].r.From().Less(entries[j].r.From())
+	})
+	// A sweep in address order: an entry overlaps an earlier one exactly
+	// when it starts before the furthest end seen so far. IPv4 sorts before
+	// IPv6, so families never meet.
+	var reach *poolEntry
+	for i := range entries {
+		e := &entries[i]
+		if reach != nil && !reach.r.To().Less(e.r.From()) {
+			a, b := reach, e // report on the later of the two in the file
+			if a.pool > b.pool || (a.pool == b.pool && a.index > b.index) {
+				a, b = b, a
+			}
+			path := indexPath(keyPath(indexPath("address-pools", b.pool), "addresses"), b.index)
+			other := indexPath(keyPath(indexPath("address-pools", a.pool), "addresses"), a.index)
+			if a.pool == b.pool {
+				v.errorf(path, "%q overlaps %q (%s) of the same pool", b.text, a.text, other)
+			} else {
+				v.errorf(path, "%q of pool %q overlaps %q of pool %q (%s)", b.text, v.c.Pools[b.pool].Name, a.text, v.c.Pools[a.pool].Name, other)
+			}
+		}
+		if reach == nil || reach.r.To().Less(e.r.To()) {
+			reach = e
+		}
+	}
+}
+
+// checkInterfaceName applies Linux's rules for interface names.
+func checkInterfaceName(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > 15:
+		return "longer than 15 bytes"
+	case s == "." || s == "..":
+		return "reserved"
+	case strings.ContainsAny(s, "/: \t\n\r\v\f"):
+		return "must not contain '/', ':' or spaces"
+	}
+	return ""
+}
+
+func (v *validator) advertisements(p *Pool, path string) {
+	at := keyPath(path, "bgp-advertisements")
+	if p.Protocol != BGP {
+		if len(p.BGPAdvertisements) > 0 && p.Protocol == Layer2 {
+			v.errorf(at, "only bgp pools have bgp-advertisements, this pool is layer2")
+		}
+		return
+	}
+	if len(p.BGPAdvertisements) == 0 {
+		// As in MetalLB: one route per Service IP, no communities.
+		p.BGPAdvertisements = []BGPAdvertisement{{}}
+	}
+	for i := range p.BGPAdvertisements {
+		a := &p.BGPAdvertisements[i]
+		ap := indexPath(at, i)
+		if l := a.AggregationLength; l != nil && (*l < 0 || *l > 32) {
+			v.errorf(keyPath(ap, "aggregation-length"), "%d is out of range: want 0 to 32", *l)
+		}
+		if l := a.AggregationLengthV6; l != nil && (*l < 0 || *l > 128) {
+			v.errorf(keyPath(ap, "aggregation-length-v6"), "%d is out of range: want 0 to 128", *l)
+		}
+		a.ParsedCommunities = nil
+		for j, s := range a.Communities {
+			cp := indexPath(keyPath(ap, "communities"), j)
+			// Names first, as MetalLB resolves them.
+			if c, ok := v.communities[s]; ok {
+				a.ParsedCommunities = append(a.ParsedCommunities, c)
+				continue
+			}
+			if v.badCommunities[s] {
+				continue // its definition is already reported
+			}
+			c, err := parseCommunity(s)
+			if err != nil {
+				if !strings.Contains(s, ":") {
+					v.errorf(cp, "%q is not defined in bgp-communities, and is not an AA:NN community", s)
+				} else {
+					v.errorf(cp, "%q %v", s, err)
+				}
+				continue
+			}
+			a.ParsedCommunities = append(a.ParsedCommunities, c)
+		}
+		a.ParsedLargeCommunities = nil
+		for j, s := range a.LargeCommunities {
+			c, err := parseLargeCommunity(s)
+			if err != nil {
+				v.errorf(indexPath(keyPath(ap, "large-communities"), j), "%q %v", s, err)
+				continue
+			}
+			a.ParsedLargeCommunities = append(a.ParsedLargeCommunities, c)
+		}
+	}
+}
+
+func (v *validator) topology() {
+	for i := range v.c.NodeTopology {
+		r := &v.c.NodeTopology[i]
+		path := indexPath("node-topology", i)
+		if r.Region == "" && r.Zone == "" {
+			v.errorf(path, "needs a region or a zone")
+		}
+		// They become the values of the topology.kubernetes.io labels.
+		if r.Region != "" {
+			v.checkName(keyPath(path, "region"), r.Region, "region (a label value)", validation.IsValidLabelValue)
+		}
+		if r.Zone != "" {
+			v.checkName(keyPath(path, "zone"), r.Zone, "zone (a label value)", validation.IsValidLabelValue)
+		}
+		if r.NodeSelector == nil && len(r.Subnets) == 0 {
+			v.errorf(path, "needs a node-selector or subnets to say which nodes it is for")
+		}
+		r.Selector = nil
+		if r.NodeSelector != nil {
+			r.Selector = v.selector(keyPath(path, "node-selector"), camelNames, r.NodeSelector.MatchLabels, fromLabelSelector(r.NodeSelector.MatchExpressions))
+		}
+		r.Prefixes = nil
+		for j, s := range r.Subnets {
+			p, err := parsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				v.errorf(indexPath(keyPath(path, "subnets"), j), "%q %v", s, err)
+				continue
+			}
+			r.Prefixes = append(r.Prefixes, p)
+		}
+	}
+}
