@@ -197,7 +197,7 @@ func (a *Allocator) validFor(req *Request, addr netip.Addr) error {
 	if req.Pool != "" && p.name() != req.Pool {
 		return errorf(ReasonNotInPool, "requested IP %s for service %s is in pool %q, not in the requested pool %q", addr, svc.Key, p.name(), req.Pool)
 	}
-	if !p.usableAddr(addr) {
+	if !p.cfg.Assignable(addr) {
 		return errorf(ReasonNotInPool, "requested IP %s for service %s is skipped by avoid-buggy-ips in pool %q", addr, svc.Key, p.name())
 	}
 	if !p.allows(svc) {
@@ -229,7 +229,7 @@ func (a *Allocator) candidatePools(req *Request, f Family) ([]*pool, error) {
 	}
 	var out []*pool
 	for _, p := range a.ordered {
-		if (p.cfg.AutoAssign == nil || *p.cfg.AutoAssign) && p.hasFamily(f) && p.allows(svc) {
+		if p.cfg.AutoAssigns() && p.hasFamily(f) && p.allows(svc) {
 			out = append(out, p)
 		}
 	}
@@ -340,7 +340,7 @@ func (a *Allocator) Restore(svc Service, addrs []netip.Addr) error {
 	kept := a.held[svc.Key]
 	for _, addr := range addrs {
 		p := a.poolOf(addr)
-		if p == nil || !p.usableAddr(addr) {
+		if p == nil || !p.cfg.Assignable(addr) {
 			errs = append(errs, fmt.Sprintf("%s is not in any address pool", addr))
 			continue
 		}

@@ -64,21 +64,7 @@ func (p *pool) name() string { return p.cfg.Name }
 
 func (p *pool) hasFamily(f Family) bool { return len(p.ranges[f]) > 0 }
 
-func (p *pool) contains(addr netip.Addr) bool {
-	for _, r := range p.ranges[FamilyOf(addr)] {
-		if r.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
-
-// usableAddr reports whether addr may be handed out: inside the pool and,
-// with avoid-buggy-ips, not ending in .0 or .255 (old routers and Windows
-// clients mistake those for network and broadcast addresses).
-func (p *pool) usableAddr(addr netip.Addr) bool {
-	return p.contains(addr) && !(p.cfg.AvoidBuggyIPs && isBuggy(addr))
-}
+func (p *pool) contains(addr netip.Addr) bool { return p.cfg.Contains(addr) }
 
 // allows reports whether a Service may take addresses from this pool: the
 // namespace and service-selector restrictions (our extension).
@@ -131,7 +117,7 @@ func (p *pool) nextFree(f Family, free func(netip.Addr) bool) (netip.Addr, bool)
 			to = p.cursor[f]
 		}
 		for a := from; a.IsValid() && a.Compare(to) <= 0; a = a.Next() {
-			if p.cfg.AvoidBuggyIPs && isBuggy(a) {
+			if p.cfg.AvoidBuggyIPs && !p.cfg.Assignable(a) {
 				continue
 			}
 			if free(a) {
@@ -140,14 +126,6 @@ func (p *pool) nextFree(f Family, free func(netip.Addr) bool) (netip.Addr, bool)
 		}
 	}
 	return netip.Addr{}, false
-}
-
-func isBuggy(a netip.Addr) bool {
-	if !a.Is4() {
-		return false
-	}
-	last := a.As4()[3]
-	return last == 0 || last == 255
 }
 
 // rangeSize is the number of addresses in r, saturating at MaxUint64.

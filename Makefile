@@ -1,0 +1,51 @@
+# cloud-provider-baremetal — one screen of targets. Run as root on Debian.
+#
+#   make build   our binaries into bin/
+#   make tools   kube-apiserver, etcd, kubectl, kube-controller-manager for tests (cached)
+#   make test    vet + every test with -race (unit, integration against a real apiserver)
+#   make lint    gofmt, go vet, staticcheck
+#   make bench   benchmarks; figures printed and written to bench/results/
+#   make fuzz    a short run of every fuzz target
+
+GO          ?= go
+BIN         := bin
+TOOLS_DIR   := _output/tools/v1.37.2
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 20s
+CMDS        := $(notdir $(wildcard cmd/*))
+
+.PHONY: all build tools test unit lint bench fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+tools:
+	./test/tools/build.sh
+
+test: build tools
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+unit:
+	$(GO) test -race -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: build tools
+	@mkdir -p bench/results
+	./bench/run.sh
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+clean:
+	rm -rf $(BIN)

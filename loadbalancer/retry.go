@@ -1,0 +1,90 @@
+package loadbalancer
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+)
+
+// retrier wakes Services that are pending for want of an address as soon as
+// one is freed.
+//
+// The service controller retries a failed sync with a back-off that grows
+// from 5 s to 5 min, and it has no hook to requeue a Service. It does sync a
+// Service at once when its annotations change, so we write RetryAnnotation.
+// Only Services whose failure another release can cure are nudged, and only
+// when something was released, so the writes are few.
+type retrier struct {
+	client  kubernetes.Interface
+	mu      sync.Mutex
+	pending map[string]struct{}
+	kicks   chan struct{}
+}
+
+func newRetrier() *retrier {
+	return &retrier{pending: map[string]struct{}{}, kicks: make(chan struct{}, 1)}
+}
+
+func (r *retrier) add(key string) {
+	r.mu.Lock()
+	r.pending[key] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *retrier) remove(key string) {
+	r.mu.Lock()
+	delete(r.pending, key)
+	r.mu.Unlock()
+}
+
+// kick asks run to nudge the pending Services; kicks coalesce.
+func (r *retrier) kick() {
+	select {
+	case r.kicks <- struct{}{}:
+	default:
+	}
+}
+
+func (r *retrier) run(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kicks:
+		}
+		if r.client == nil {
+			continue
+		}
+		r.mu.Lock()
+		keys := make([]string, 0, len(r.pending))
+		for k := range r.pending {
+			keys = append(keys, k)
+		}
+		r.mu.Unlock()
+		for _, key := range keys {
+			ns, name, _ := strings.Cut(key, "/")
+			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+				RetryAnnotation: strconv.FormatInt(time.Now().UnixNano(), 10),
+			}}})
+			_, err := r.client.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+			switch {
+			case errors.IsNotFound(err):
+				r.remove(key)
+			case err != nil:
+				logger.Error(err, "Nudging a pending Service", "service", key)
+			default:
+				logger.V(2).Info("Nudged a pending Service after an address was freed", "service", key)
+			}
+		}
+	}
+}

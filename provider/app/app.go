@@ -1,0 +1,60 @@
+// Package app assembles the baremetal cloud-controller-manager command: the
+// standard k8s.io/cloud-provider command with our provider and our defaults.
+package app
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/wait"
+	cloudprovider "k8s.io/cloud-provider"
+	ccmapp "k8s.io/cloud-provider/app"
+	ccmconfig "k8s.io/cloud-provider/app/config"
+	"k8s.io/cloud-provider/names"
+	"k8s.io/cloud-provider/options"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/klog/v2"
+
+	// Registers the provider under its name.
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/provider"
+)
+
+// Defaults that differ from the upstream command's. Each is still a flag.
+//
+// The upstream defaults (1 service sync at a time, 20 QPS, burst 30) suit a
+// cloud whose load-balancer API takes seconds per call. Our Ensure is an
+// in-memory allocation, so the API client is the bottleneck: every sync
+// writes a finalizer, a status patch and two events.
+const (
+	DefaultConcurrentServiceSyncs = 10
+	DefaultKubeAPIQPS             = 200
+	DefaultKubeAPIBurst           = 400
+)
+
+// NewCommand returns the cloud-controller-manager command.
+func NewCommand() (*cobra.Command, error) {
+	opts, err := options.NewCloudControllerManagerOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts.KubeCloudShared.CloudProvider.Name = provider.ProviderName
+	opts.ServiceController.ConcurrentServiceSyncs = DefaultConcurrentServiceSyncs
+	opts.Generic.ClientConnection.QPS = DefaultKubeAPIQPS
+	opts.Generic.ClientConnection.Burst = DefaultKubeAPIBurst
+
+	fss := cliflag.NamedFlagSets{}
+	cmd := ccmapp.NewCloudControllerManagerCommand(opts, initCloud, ccmapp.DefaultInitFuncConstructors, names.CCMControllerAliases(), fss, wait.NeverStop)
+	cmd.Use = "baremetal-cloud-controller-manager"
+	cmd.Short = "The Kubernetes cloud-controller-manager for bare metal: LoadBalancer IPs from address pools, and node initialization."
+	return cmd, nil
+}
+
+func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
+	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
+	cloud, err := cloudprovider.InitCloudProvider(shared.Name, shared.CloudConfigFile)
+	if err != nil {
+		klog.Fatalf("Cloud provider %q could not be initialized: %v", shared.Name, err)
+	}
+	if cloud == nil {
+		klog.Fatalf("Unknown cloud provider %q: this binary only knows %q", shared.Name, provider.ProviderName)
+	}
+	return cloud
+}
