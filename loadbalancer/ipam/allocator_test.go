@@ -80,10 +80,10 @@ func TestEnsure(t *testing.T) {
 			want:  []string{"203.0.113.202"},
 		},
 		{
-			name:  "exhausted pool names the pool",
-			pools: []config.Pool{mkPool("tiny", "203.0.113.200/31")},
-			setup: []Request{req4(svc("a/one")), req4(svc("a/two"))},
-			req:   req4(svc("a/three")),
+			name:    "exhausted pool names the pool",
+			pools:   []config.Pool{mkPool("tiny", "203.0.113.200/31")},
+			setup:   []Request{req4(svc("a/one")), req4(svc("a/two"))},
+			req:     req4(svc("a/three")),
 			wantErr: ReasonPoolExhausted,
 		},
 		{
@@ -195,7 +195,12 @@ func TestEnsure(t *testing.T) {
 		{
 			name: "namespace-restricted pool",
 			pools: []config.Pool{
-				func() config.Pool { p := mkPool("team", "198.51.100.0/28"); p.Namespaces = []string{"team"}; p.Priority = -1; return p }(),
+				func() config.Pool {
+					p := mkPool("team", "198.51.100.0/28")
+					p.Namespaces = []string{"team"}
+					p.Priority = -1
+					return p
+				}(),
 				mkPool("default", "203.0.113.0/28"),
 			},
 			req:  req4(svc("other/x")),
