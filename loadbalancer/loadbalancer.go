@@ -215,11 +215,14 @@ func released(before, after []ipam.Assignment) bool {
 	return false
 }
 
-// UpdateLoadBalancer updates hosts under the specified load balancer. The
-// nodes that announce an address are the announcers' business, so there is
-// nothing to do here.
+// UpdateLoadBalancer updates hosts under the specified load balancer.
+//
+// Which nodes announce an address is the announcers' business, so this is
+// ImplementedElsewhere: the service controller then treats it as done and,
+// unlike for a nil error, records no "UpdatedLoadBalancer" event on every
+// Service each time a node joins or leaves.
 func (lb *LoadBalancer) UpdateLoadBalancer(ctx context.Context, clusterName string, service *v1.Service, nodes []*v1.Node) error {
-	return nil
+	return cloudprovider.ImplementedElsewhere
 }
 
 // EnsureLoadBalancerDeleted deletes the specified load balancer if it

@@ -63,10 +63,12 @@ type PoolStats struct {
 	Usable uint64
 }
 
-// ipUse records who holds one address.
+// ipUse records who holds one address. All users of a shared address have
+// the same sharing key, so it is recorded once.
 type ipUse struct {
-	pool  *pool
-	users map[string]*Service
+	pool       *pool
+	sharingKey string
+	users      map[string]*Service
 }
 
 // Allocator assigns addresses to Services. It is safe for concurrent use.
@@ -76,6 +78,9 @@ type Allocator struct {
 	ordered []*pool // auto-assign order: priority, then file order
 	inUse   map[netip.Addr]*ipUse
 	held    map[string][]netip.Addr // service key -> addresses, at most one per family
+	// shareable indexes the in-use addresses by sharing key, so joining a
+	// shared address looks only at addresses with the same key.
+	shareable map[string]map[netip.Addr]struct{}
 }
 
 // New returns an allocator over the given pools, which the config package
@@ -83,8 +88,9 @@ type Allocator struct {
 func New(pools []config.Pool) *Allocator {
 	a := &Allocator{
 		pools: make(map[string]*pool, len(pools)),
-		inUse: make(map[netip.Addr]*ipUse),
-		held:  make(map[string][]netip.Addr),
+		inUse:     make(map[netip.Addr]*ipUse),
+		held:      make(map[string][]netip.Addr),
+		shareable: make(map[string]map[netip.Addr]struct{}),
 	}
 	for i := range pools {
 		p := newPool(&pools[i], i)
@@ -243,11 +249,12 @@ func (a *Allocator) candidatePools(req *Request, f Family) ([]*pool, error) {
 // shared under svc's sharing key and compatible with svc.
 func (a *Allocator) findShared(svc *Service, f Family, pools []*pool) (netip.Addr, bool) {
 	var found []netip.Addr
-	for addr, use := range a.inUse {
+	for addr := range a.shareable[svc.SharingKey] {
+		use := a.inUse[addr]
 		if FamilyOf(addr) != f || !slices.Contains(pools, use.pool) {
 			continue
 		}
-		if compatible(svc, addr, use) == nil && len(use.users) > 0 {
+		if compatible(svc, addr, use) == nil {
 			found = append(found, addr)
 		}
 	}
@@ -306,6 +313,27 @@ func (a *Allocator) assign(svc *Service, addr netip.Addr) {
 	}
 	cp := *svc
 	use.users[svc.Key] = &cp
+	// The sole user of an address may have changed its key; shared users
+	// all have the same key by construction.
+	if len(use.users) == 1 && use.sharingKey != svc.SharingKey {
+		a.unindex(addr, use)
+		use.sharingKey = svc.SharingKey
+		if use.sharingKey != "" {
+			if a.shareable[use.sharingKey] == nil {
+				a.shareable[use.sharingKey] = make(map[netip.Addr]struct{})
+			}
+			a.shareable[use.sharingKey][addr] = struct{}{}
+		}
+	}
+}
+
+func (a *Allocator) unindex(addr netip.Addr, use *ipUse) {
+	if set := a.shareable[use.sharingKey]; set != nil {
+		delete(set, addr)
+		if len(set) == 0 {
+			delete(a.shareable, use.sharingKey)
+		}
+	}
 }
 
 func (a *Allocator) unassign(key string, addr netip.Addr) {
@@ -317,6 +345,7 @@ func (a *Allocator) unassign(key string, addr netip.Addr) {
 	if len(use.users) == 0 {
 		delete(a.inUse, addr)
 		use.pool.used[FamilyOf(addr)]--
+		a.unindex(addr, use)
 	}
 }
 

@@ -418,3 +418,28 @@ func TestConcurrentEnsureNeverDuplicates(t *testing.T) {
 		t.Fatalf("duplicates: %v", dup[:min(len(dup), 5)])
 	}
 }
+
+// A Service that changes its sharing key keeps its address, and later
+// Services join it under the new key, not the old one.
+func TestSharingKeyChange(t *testing.T) {
+	a := New([]config.Pool{mkPool("p", "203.0.113.0/28")})
+	one := svc("a/one")
+	one.SharingKey = "old"
+	first, _ := a.Ensure(req4(one))
+	one.SharingKey = "new"
+	if again, err := a.Ensure(req4(one)); err != nil || again[0] != first[0] {
+		t.Fatalf("key change moved the address: %v, %v", again, err)
+	}
+	two := svc("a/two")
+	two.SharingKey = "new"
+	two.Ports = []Port{{"UDP", 53}}
+	if got, err := a.Ensure(req4(two)); err != nil || got[0].IP != first[0].IP {
+		t.Fatalf("joining under the new key got %v, %v; want %v", got, err, first[0].IP)
+	}
+	three := svc("a/three")
+	three.SharingKey = "old"
+	three.Ports = []Port{{"UDP", 54}}
+	if got, err := a.Ensure(req4(three)); err != nil || got[0].IP == first[0].IP {
+		t.Fatalf("old key still joins: %v, %v", got, err)
+	}
+}
