@@ -87,7 +87,7 @@ type Allocator struct {
 // has already validated (in particular, they do not overlap).
 func New(pools []config.Pool) *Allocator {
 	a := &Allocator{
-		pools: make(map[string]*pool, len(pools)),
+		pools:     make(map[string]*pool, len(pools)),
 		inUse:     make(map[netip.Addr]*ipUse),
 		held:      make(map[string][]netip.Addr),
 		shareable: make(map[string]map[netip.Addr]struct{}),
