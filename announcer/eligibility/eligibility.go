@@ -1,0 +1,116 @@
+// Package eligibility decides which nodes may announce a layer 2 IP.
+//
+// A node is eligible for an IP of a Service when it is Ready, is not
+// labelled node.kubernetes.io/exclude-from-external-load-balancers, matches
+// the pool's node-selectors (if any) and, when the Service has
+// externalTrafficPolicy: Local, has a ready endpoint of that Service. The
+// last rule matters because kube-proxy drops Local traffic on nodes without
+// a local endpoint: announcing from such a node would black-hole the IP.
+//
+// Liveness is not decided here: Node conditions take 40 s or more to notice
+// a dead node, so the controller intersects the eligible set with the live
+// members from the membership package.
+package eligibility
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+// ExcludeLabel marks nodes that must not receive load-balancer traffic. Its
+// presence counts, whatever its value, as for the Kubernetes service
+// controller.
+const ExcludeLabel = corev1.LabelNodeExcludeBalancers
+
+// NodeReason says why a node may not announce a pool's IPs; empty means it
+// may.
+func NodeReason(node *corev1.Node, pool *config.Pool) string {
+	if !Ready(node) {
+		return "node is not Ready"
+	}
+	if _, ok := node.Labels[ExcludeLabel]; ok {
+		return "node is labelled " + ExcludeLabel
+	}
+	if !MatchesAny(pool.NodeSelector, node.Labels) {
+		return "node does not match the node-selectors of pool " + pool.Name
+	}
+	return ""
+}
+
+// NodeEligible says whether node may announce IPs of pool, before looking
+// at any Service's endpoints.
+func NodeEligible(node *corev1.Node, pool *config.Pool) bool {
+	return NodeReason(node, pool) == ""
+}
+
+// Ready says whether the node's Ready condition is True.
+func Ready(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// MatchesAny says whether set matches one of sels. No selectors means every
+// node, as config.Pool.NodeSelector documents.
+func MatchesAny(sels []labels.Selector, set map[string]string) bool {
+	if len(sels) == 0 {
+		return true
+	}
+	for _, s := range sels {
+		if s.Matches(labels.Set(set)) {
+			return true
+		}
+	}
+	return false
+}
+
+// LocalTraffic says whether the Service sends external traffic only to
+// endpoints on the node that received it.
+func LocalTraffic(svc *corev1.Service) bool {
+	return svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+}
+
+// ReadyEndpointNodes returns the names of nodes that have at least one ready
+// endpoint in slices, which must all belong to one Service. A nil Ready
+// condition counts as ready, as the EndpointSlice API asks consumers to
+// treat unknown readiness.
+func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			if ep.NodeName == nil || *ep.NodeName == "" {
+				continue
+			}
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			out[*ep.NodeName] = true
+		}
+	}
+	return out
+}
+
+// Nodes returns the names of nodes eligible to announce an IP of svc taken
+// from pool, in the order of nodes. endpointNodes is ReadyEndpointNodes of
+// the Service's EndpointSlices; it is only consulted for
+// externalTrafficPolicy: Local.
+func Nodes(pool *config.Pool, svc *corev1.Service, nodes []*corev1.Node, endpointNodes map[string]bool) []string {
+	local := LocalTraffic(svc)
+	var out []string
+	for _, n := range nodes {
+		if !NodeEligible(n, pool) {
+			continue
+		}
+		if local && !endpointNodes[n.Name] {
+			continue
+		}
+		out = append(out, n.Name)
+	}
+	return out
+}

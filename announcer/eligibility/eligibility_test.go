@@ -1,0 +1,155 @@
+package eligibility
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+func node(name string, ready corev1.ConditionStatus, lbls map[string]string) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}
+	if ready != "" {
+		n.Status.Conditions = []corev1.NodeCondition{
+			{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+			{Type: corev1.NodeReady, Status: ready},
+		}
+	}
+	return n
+}
+
+func selector(t *testing.T, s string) labels.Selector {
+	t.Helper()
+	sel, err := labels.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sel
+}
+
+func TestNodeReason(t *testing.T) {
+	plain := &config.Pool{Name: "default"}
+	rack := &config.Pool{Name: "rack-a", NodeSelector: []labels.Selector{
+		selector(t, "rack=a"), selector(t, "role=edge"),
+	}}
+	tests := []struct {
+		name string
+		node *corev1.Node
+		pool *config.Pool
+		want string
+	}{
+		{name: "ready node", node: node("n", corev1.ConditionTrue, nil), pool: plain, want: ""},
+		{name: "not ready", node: node("n", corev1.ConditionFalse, nil), pool: plain, want: "node is not Ready"},
+		{name: "ready unknown", node: node("n", corev1.ConditionUnknown, nil), pool: plain, want: "node is not Ready"},
+		{name: "no Ready condition yet", node: node("n", "", nil), pool: plain, want: "node is not Ready"},
+		{name: "excluded with empty value", node: node("n", corev1.ConditionTrue, map[string]string{ExcludeLabel: ""}), pool: plain, want: "node is labelled " + ExcludeLabel},
+		{name: "excluded with any value", node: node("n", corev1.ConditionTrue, map[string]string{ExcludeLabel: "false"}), pool: plain, want: "node is labelled " + ExcludeLabel},
+		{name: "matches first selector", node: node("n", corev1.ConditionTrue, map[string]string{"rack": "a"}), pool: rack, want: ""},
+		{name: "matches second selector", node: node("n", corev1.ConditionTrue, map[string]string{"role": "edge"}), pool: rack, want: ""},
+		{name: "matches no selector", node: node("n", corev1.ConditionTrue, map[string]string{"rack": "b"}), pool: rack, want: "node does not match the node-selectors of pool rack-a"},
+		{name: "not ready wins over selector", node: node("n", corev1.ConditionFalse, map[string]string{"rack": "b"}), pool: rack, want: "node is not Ready"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NodeReason(tt.node, tt.pool); got != tt.want {
+				t.Errorf("NodeReason = %q, want %q", got, tt.want)
+			}
+			if got := NodeEligible(tt.node, tt.pool); got != (tt.want == "") {
+				t.Errorf("NodeEligible = %v, want %v", got, tt.want == "")
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestReadyEndpointNodes(t *testing.T) {
+	tests := []struct {
+		name   string
+		slices []*discoveryv1.EndpointSlice
+		want   []string
+	}{
+		{name: "no slices", want: nil},
+		{
+			name: "ready, not ready, unknown and no node",
+			slices: []*discoveryv1.EndpointSlice{{Endpoints: []discoveryv1.Endpoint{
+				{NodeName: ptr("node1"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}},
+				{NodeName: ptr("node2"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(false)}},
+				{NodeName: ptr("node3")},
+				{Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}},
+				{NodeName: ptr(""), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}},
+			}}},
+			want: []string{"node1", "node3"},
+		},
+		{
+			name: "terminating endpoint is not ready",
+			slices: []*discoveryv1.EndpointSlice{{Endpoints: []discoveryv1.Endpoint{
+				{NodeName: ptr("node1"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}},
+			}}},
+			want: nil,
+		},
+		{
+			name: "across slices, one ready is enough",
+			slices: []*discoveryv1.EndpointSlice{
+				{Endpoints: []discoveryv1.Endpoint{{NodeName: ptr("node2"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(false)}}}},
+				{Endpoints: []discoveryv1.Endpoint{{NodeName: ptr("node2"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}}},
+			},
+			want: []string{"node2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ReadyEndpointNodes(tt.slices)
+			var names []string
+			for n := range got {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tt.want) {
+				t.Errorf("ReadyEndpointNodes = %v, want %v", names, tt.want)
+			}
+		})
+	}
+}
+
+func TestNodes(t *testing.T) {
+	nodes := []*corev1.Node{
+		node("node1", corev1.ConditionTrue, map[string]string{"rack": "a"}),
+		node("node2", corev1.ConditionTrue, map[string]string{"rack": "b"}),
+		node("node3", corev1.ConditionFalse, map[string]string{"rack": "a"}),
+		node("node4", corev1.ConditionTrue, map[string]string{ExcludeLabel: "true", "rack": "a"}),
+	}
+	cluster := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster}}
+	local := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal}}
+	plain := &config.Pool{Name: "default"}
+	rackA := &config.Pool{Name: "a", NodeSelector: []labels.Selector{selector(t, "rack=a")}}
+
+	tests := []struct {
+		name      string
+		pool      *config.Pool
+		svc       *corev1.Service
+		endpoints map[string]bool
+		want      []string
+	}{
+		{name: "cluster: ready and not excluded", pool: plain, svc: cluster, want: []string{"node1", "node2"}},
+		{name: "cluster ignores endpoints", pool: plain, svc: cluster, endpoints: map[string]bool{"node2": true}, want: []string{"node1", "node2"}},
+		{name: "pool selector", pool: rackA, svc: cluster, want: []string{"node1"}},
+		{name: "local: only nodes with a ready endpoint", pool: plain, svc: local, endpoints: map[string]bool{"node2": true}, want: []string{"node2"}},
+		{name: "local: endpoint on a not-ready node", pool: plain, svc: local, endpoints: map[string]bool{"node3": true}, want: nil},
+		{name: "local: endpoint on an excluded node", pool: plain, svc: local, endpoints: map[string]bool{"node4": true, "node1": true}, want: []string{"node1"}},
+		{name: "local: no endpoints", pool: plain, svc: local, want: nil},
+		{name: "local and selector", pool: rackA, svc: local, endpoints: map[string]bool{"node1": true, "node2": true}, want: []string{"node1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Nodes(tt.pool, tt.svc, nodes, tt.endpoints); !slices.Equal(got, tt.want) {
+				t.Errorf("Nodes = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

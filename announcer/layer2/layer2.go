@@ -1,0 +1,504 @@
+package layer2
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/ipv6"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+)
+
+var _ announcer.Announcer = (*Announcer)(nil)
+
+// gratuitousSchedule is when, after taking over an IP, gratuitous ARP and
+// unsolicited NA are sent. The first switches every client that has the
+// old MAC cached; the repeats cover a lost frame (a switch port that was
+// still coming up, a busy client) without keeping up a steady noise.
+var gratuitousSchedule = []time.Duration{0, 200 * time.Millisecond, time.Second, 3 * time.Second}
+
+// readBufferSize holds any ARP frame and any neighbor solicitation; longer
+// packets are truncated, which makes them fail validation, as they should.
+const readBufferSize = 1500
+
+// retryReadAfter is how long a read loop waits after an error that is not
+// the socket being closed (the interface going down, say), so a persistent
+// error costs one check per interval rather than a busy loop.
+const retryReadAfter = 100 * time.Millisecond
+
+// ndpConn is the part of *ndp.Conn the responder uses.
+type ndpConn interface {
+	ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error)
+	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	JoinGroup(group netip.Addr) error
+	LeaveGroup(group netip.Addr) error
+	Close() error
+}
+
+// Announcer answers ARP and NDP for the IPs it is told to announce, on the
+// interfaces each IP names. It implements announcer.Announcer. The zero
+// value is not usable; use New.
+type Announcer struct {
+	logger klog.Logger
+
+	// The system's network, replaced in tests.
+	interfaceByName func(string) (*net.Interface, error)
+	listenARP       func(*net.Interface) (net.PacketConn, error)
+	listenNDP       func(*net.Interface) (ndpConn, error)
+	// gratuitousSchedule is the package default, replaced in tests.
+	gratuitousSchedule []time.Duration
+
+	mu     sync.Mutex
+	links  map[string]*link
+	closed bool
+
+	// Gratuitous announcements waiting to be sent, serviced by one
+	// goroutine.
+	gmu     sync.Mutex
+	pending []gratuitous
+	wake    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// gratuitous is one pending round of gratuitous ARP or unsolicited NA.
+type gratuitous struct {
+	at   time.Time
+	link *link
+	ip   netip.Addr
+	// round indexes gratuitousSchedule.
+	round int
+}
+
+// New returns an Announcer that announces nothing yet.
+func New(logger klog.Logger) *Announcer {
+	a := &Announcer{
+		logger:             logger,
+		interfaceByName:    net.InterfaceByName,
+		listenARP:          listenARP,
+		listenNDP:          listenNDP,
+		gratuitousSchedule: gratuitousSchedule,
+		links:              map[string]*link{},
+		wake:               make(chan struct{}, 1),
+		done:               make(chan struct{}),
+	}
+	a.wg.Add(1)
+	go a.gratuitousLoop()
+	return a
+}
+
+func listenARP(ifi *net.Interface) (net.PacketConn, error) {
+	return packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+}
+
+// listenNDP opens an ICMPv6 socket that sees neighbor solicitations only.
+//
+// It binds to the unspecified address rather than the interface's
+// link-local one: a socket bound to an address only receives packets sent
+// to that address or to a joined group, so it would miss the unicast
+// solicitations that clients send to the IP itself to re-check a cached
+// entry (RFC 4861 neighbor unreachability detection). Because such a
+// socket sees every interface, the read loop drops packets from other
+// interfaces by the received interface index.
+func listenNDP(ifi *net.Interface) (ndpConn, error) {
+	c, _, err := ndp.Listen(ifi, ndp.Unspecified)
+	if err != nil {
+		return nil, err
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeNeighborSolicitation)
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("setting ICMPv6 filter: %w", err)
+	}
+	if err := c.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("asking for control messages: %w", err)
+	}
+	return c, nil
+}
+
+// SetAnnouncements implements announcer.Announcer.
+func (a *Announcer) SetAnnouncements(ann map[netip.Addr]announcer.Announcement) error {
+	want := map[string]ipSet{}
+	for ip, an := range ann {
+		ip = ip.Unmap().WithZone("")
+		for _, name := range an.Interfaces {
+			if want[name] == nil {
+				want[name] = ipSet{}
+			}
+			want[name][ip] = struct{}{}
+		}
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return errors.New("layer2 announcer is closed")
+	}
+	var errs []error
+	for name, l := range a.links {
+		if _, ok := want[name]; !ok || l.broken() {
+			a.logger.V(2).Info("Closing interface", "interface", name, "broken", l.broken())
+			l.close()
+			delete(a.links, name)
+		}
+	}
+	for name, ips := range want {
+		l := a.links[name]
+		if l == nil {
+			ifi, err := a.interfaceByName(name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
+				continue
+			}
+			l = newLink(a, ifi)
+			a.links[name] = l
+		}
+		added, err := l.set(ips)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("interface %s: %w", name, err))
+		}
+		for _, ip := range added {
+			a.schedule(l, ip)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops answering for every IP and closes every socket.
+func (a *Announcer) Close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	for name, l := range a.links {
+		l.close()
+		delete(a.links, name)
+	}
+	a.mu.Unlock()
+	close(a.done)
+	a.wg.Wait()
+}
+
+// Announced returns the IPs currently answered for on each interface, for
+// status and tests.
+func (a *Announcer) Announced() map[string][]netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string][]netip.Addr{}
+	for name, l := range a.links {
+		for ip := range *l.ips.Load() {
+			out[name] = append(out[name], ip)
+		}
+	}
+	return out
+}
+
+func (a *Announcer) schedule(l *link, ip netip.Addr) {
+	a.gmu.Lock()
+	a.pending = append(a.pending, gratuitous{at: time.Now(), link: l, ip: ip})
+	a.gmu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// gratuitousLoop sends the gratuitous announcements as they fall due. One
+// goroutine for all IPs: a list scan per wake-up is cheap next to the
+// packets it sends.
+func (a *Announcer) gratuitousLoop() {
+	defer a.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		var due []gratuitous
+		next := time.Time{}
+		a.gmu.Lock()
+		keep := a.pending[:0]
+		for _, g := range a.pending {
+			if !g.at.After(now) {
+				due = append(due, g)
+				if sched := a.gratuitousSchedule; g.round+1 < len(sched) {
+					g.at = g.at.Add(sched[g.round+1] - sched[g.round])
+					g.round++
+				} else {
+					continue
+				}
+			}
+			keep = append(keep, g)
+			if next.IsZero() || g.at.Before(next) {
+				next = g.at
+			}
+		}
+		clear(a.pending[len(keep):])
+		a.pending = keep
+		a.gmu.Unlock()
+
+		for _, g := range due {
+			g.link.sendGratuitous(g.ip)
+		}
+
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(0, time.Until(next))
+		}
+		timer.Reset(wait)
+		select {
+		case <-a.done:
+			return
+		case <-a.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// link is one interface: its sockets, read loops and announced IPs.
+type link struct {
+	a   *Announcer
+	ifi *net.Interface
+	log klog.Logger
+
+	ips atomic.Pointer[ipSet]
+
+	// Guarded by a.mu.
+	arp    net.PacketConn
+	ndp    ndpConn
+	groups map[netip.Addr]bool // solicited-node groups joined
+
+	// failed is set by a read loop that cannot go on; the next
+	// SetAnnouncements replaces the link.
+	failed atomic.Bool
+	// closing is set before the sockets are closed, so the read loops
+	// know their errors are expected, whatever form they take.
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func newLink(a *Announcer, ifi *net.Interface) *link {
+	l := &link{
+		a:      a,
+		ifi:    ifi,
+		log:    a.logger.WithValues("interface", ifi.Name),
+		groups: map[netip.Addr]bool{},
+	}
+	l.ips.Store(&ipSet{})
+	return l
+}
+
+func (l *link) broken() bool { return l.failed.Load() }
+
+// set replaces the link's announced IPs, opening the sockets a family
+// needs, and returns the IPs that are new. The IPs are published even if a
+// socket fails to open, so the other family keeps working.
+func (l *link) set(ips ipSet) (added []netip.Addr, err error) {
+	v4, v6 := ips.families()
+	var errs []error
+	if v4 && l.arp == nil {
+		c, err := l.a.listenARP(l.ifi)
+		if err != nil {
+			socketErrors.WithLabelValues(protoARP).Inc()
+			errs = append(errs, fmt.Errorf("opening ARP socket: %w", err))
+		} else {
+			l.arp = c
+			l.wg.Add(1)
+			go l.readARP(c)
+		}
+	}
+	if v6 && l.ndp == nil {
+		c, err := l.a.listenNDP(l.ifi)
+		if err != nil {
+			socketErrors.WithLabelValues(protoNDP).Inc()
+			errs = append(errs, fmt.Errorf("opening NDP socket: %w", err))
+		} else {
+			l.ndp = c
+			l.wg.Add(1)
+			go l.readNDP(c)
+		}
+	}
+	if l.ndp != nil {
+		if err := l.joinGroups(ips); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	old := *l.ips.Load()
+	l.ips.Store(&ips)
+	for ip := range ips {
+		if !old.has(ip) {
+			added = append(added, ip)
+		}
+	}
+	if len(added) > 0 || len(old) != len(ips) {
+		l.log.V(2).Info("Announced IPs changed", "count", len(ips), "added", len(added))
+	}
+	return added, errors.Join(errs...)
+}
+
+// joinGroups makes the interface receive the solicited-node multicast
+// group of every announced IPv6 address, and leaves the others. Without
+// the join, the kernel drops solicitations for the IP before any socket
+// sees them. Several IPs can share a group.
+func (l *link) joinGroups(ips ipSet) error {
+	want := map[netip.Addr]bool{}
+	for ip := range ips {
+		if ip.Is6() {
+			g, err := ndp.SolicitedNodeMulticast(ip)
+			if err == nil {
+				want[g] = true
+			}
+		}
+	}
+	var errs []error
+	for g := range want {
+		if l.groups[g] {
+			continue
+		}
+		if err := l.ndp.JoinGroup(g); err != nil {
+			socketErrors.WithLabelValues(protoNDP).Inc()
+			errs = append(errs, fmt.Errorf("joining %s: %w", g, err))
+			continue
+		}
+		l.groups[g] = true
+	}
+	for g := range l.groups {
+		if want[g] {
+			continue
+		}
+		if err := l.ndp.LeaveGroup(g); err != nil {
+			l.log.V(2).Info("Leaving multicast group failed", "group", g, "err", err)
+		}
+		delete(l.groups, g)
+	}
+	return errors.Join(errs...)
+}
+
+func (l *link) close() {
+	l.closing.Store(true)
+	l.ips.Store(&ipSet{})
+	if l.arp != nil {
+		l.arp.Close()
+	}
+	if l.ndp != nil {
+		l.ndp.Close()
+	}
+	l.wg.Wait()
+}
+
+// sendGratuitous announces ip if the link still announces it.
+func (l *link) sendGratuitous(ip netip.Addr) {
+	if !(*l.ips.Load()).has(ip) {
+		return
+	}
+	l.a.mu.Lock()
+	arpConn, ndpConn := l.arp, l.ndp
+	l.a.mu.Unlock()
+	if ip.Is4() && arpConn != nil {
+		for _, f := range gratuitousARP(ip, l.ifi.HardwareAddr) {
+			if _, err := arpConn.WriteTo(f, &packet.Addr{HardwareAddr: broadcastMAC}); err != nil {
+				socketErrors.WithLabelValues(protoARP).Inc()
+				l.log.V(2).Info("Sending gratuitous ARP failed", "ip", ip, "err", err)
+				return
+			}
+		}
+		gratuitousSent.WithLabelValues(protoARP).Inc()
+	}
+	if ip.Is6() && ndpConn != nil {
+		if err := ndpConn.WriteTo(unsolicitedNA(ip, l.ifi.HardwareAddr), nil, allNodes); err != nil {
+			socketErrors.WithLabelValues(protoNDP).Inc()
+			l.log.V(2).Info("Sending unsolicited neighbor advertisement failed", "ip", ip, "err", err)
+			return
+		}
+		gratuitousSent.WithLabelValues(protoNDP).Inc()
+	}
+}
+
+func (l *link) readARP(c net.PacketConn) {
+	defer l.wg.Done()
+	buf := make([]byte, readBufferSize)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			if l.readFailed(protoARP, err) {
+				return
+			}
+			continue
+		}
+		reply := arpReply(buf[:n], l.ifi.HardwareAddr, *l.ips.Load())
+		if reply == nil {
+			continue
+		}
+		if _, err := c.WriteTo(reply, &packet.Addr{HardwareAddr: net.HardwareAddr(reply[0:6])}); err != nil {
+			socketErrors.WithLabelValues(protoARP).Inc()
+			l.log.V(4).Info("Sending ARP reply failed", "err", err)
+			continue
+		}
+		requestsAnswered.WithLabelValues(protoARP).Inc()
+	}
+}
+
+func (l *link) readNDP(c ndpConn) {
+	defer l.wg.Done()
+	buf := make([]byte, readBufferSize)
+	for {
+		n, cm, src, err := c.ReadRaw(buf)
+		if err != nil {
+			if l.readFailed(protoNDP, err) {
+				return
+			}
+			continue
+		}
+		req := nsRequest{msg: buf[:n], src: src.WithZone(""), hopLimit: -1}
+		if cm != nil {
+			req.hopLimit = cm.HopLimit
+			req.ifIndex = cm.IfIndex
+			if d, ok := netip.AddrFromSlice(cm.Dst); ok {
+				req.dst = d
+			}
+		}
+		reply := ndpReply(req, l.ifi.Index, l.ifi.HardwareAddr, *l.ips.Load())
+		if reply == nil {
+			continue
+		}
+		if err := c.WriteTo(reply.msg, nil, reply.dst); err != nil {
+			socketErrors.WithLabelValues(protoNDP).Inc()
+			l.log.V(4).Info("Sending neighbor advertisement failed", "err", err)
+			continue
+		}
+		requestsAnswered.WithLabelValues(protoNDP).Inc()
+	}
+}
+
+// readFailed handles a read error and says whether the loop must end:
+// when the socket was closed, or when the interface is gone or was
+// replaced (its index changed), since a socket bound to the old index
+// will never see a packet again. Other errors (the link going down and up)
+// are waited out.
+func (l *link) readFailed(proto string, err error) (stop bool) {
+	if l.closing.Load() || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	socketErrors.WithLabelValues(proto).Inc()
+	ifi, lookupErr := l.a.interfaceByName(l.ifi.Name)
+	if lookupErr != nil || ifi.Index != l.ifi.Index || ifi.HardwareAddr.String() != l.ifi.HardwareAddr.String() {
+		l.log.Info("Interface is gone or was replaced; reopening on the next sync", "protocol", proto, "err", err)
+		l.failed.Store(true)
+		return true
+	}
+	l.log.V(2).Info("Read failed; retrying", "protocol", proto, "err", err)
+	time.Sleep(retryReadAfter)
+	return false
+}

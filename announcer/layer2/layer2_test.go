@@ -1,0 +1,300 @@
+package layer2
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
+	"k8s.io/klog/v2/ktesting"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+)
+
+// fakeARP is a raw socket: frames pushed into in are read, frames written
+// land in out.
+type fakeARP struct {
+	in     chan []byte
+	out    chan []byte
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newFakeARP() *fakeARP {
+	return &fakeARP{in: make(chan []byte, 16), out: make(chan []byte, 64), closed: make(chan struct{})}
+}
+
+func (c *fakeARP) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case f := <-c.in:
+		return copy(b, f), nil, nil
+	case <-c.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (c *fakeARP) WriteTo(b []byte, _ net.Addr) (int, error) {
+	c.out <- slices.Clone(b)
+	return len(b), nil
+}
+
+func (c *fakeARP) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *fakeARP) LocalAddr() net.Addr              { return nil }
+func (c *fakeARP) SetDeadline(time.Time) error      { return nil }
+func (c *fakeARP) SetReadDeadline(time.Time) error  { return nil }
+func (c *fakeARP) SetWriteDeadline(time.Time) error { return nil }
+
+type sentNA struct {
+	na  *ndp.NeighborAdvertisement
+	dst netip.Addr
+}
+
+type fakeNDP struct {
+	in     chan nsRequest
+	out    chan sentNA
+	mu     sync.Mutex
+	groups map[netip.Addr]bool
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newFakeNDP() *fakeNDP {
+	return &fakeNDP{in: make(chan nsRequest, 16), out: make(chan sentNA, 64), groups: map[netip.Addr]bool{}, closed: make(chan struct{})}
+}
+
+func (c *fakeNDP) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error) {
+	select {
+	case r := <-c.in:
+		return copy(b, r.msg), &ipv6.ControlMessage{HopLimit: r.hopLimit, IfIndex: r.ifIndex}, r.src, nil
+	case <-c.closed:
+		return 0, nil, netip.Addr{}, net.ErrClosed
+	}
+}
+
+func (c *fakeNDP) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, dst netip.Addr) error {
+	c.out <- sentNA{m.(*ndp.NeighborAdvertisement), dst}
+	return nil
+}
+
+func (c *fakeNDP) JoinGroup(g netip.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.groups[g] = true
+	return nil
+}
+
+func (c *fakeNDP) LeaveGroup(g netip.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.groups, g)
+	return nil
+}
+
+func (c *fakeNDP) joined() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []netip.Addr
+	for g := range c.groups {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+func (c *fakeNDP) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
+
+// fakeNet is a machine with interfaces eth0 (index 7) and eth1 (index 8).
+type fakeNet struct {
+	mu  sync.Mutex
+	arp map[string]*fakeARP
+	ndp map[string]*fakeNDP
+}
+
+func newTestAnnouncer(t *testing.T) (*Announcer, *fakeNet) {
+	t.Helper()
+	fn := &fakeNet{arp: map[string]*fakeARP{}, ndp: map[string]*fakeNDP{}}
+	a := New(ktesting.NewLogger(t, ktesting.NewConfig()))
+	a.interfaceByName = func(name string) (*net.Interface, error) {
+		switch name {
+		case "eth0":
+			return &net.Interface{Name: name, Index: ourIndex, HardwareAddr: ourMAC}, nil
+		case "eth1":
+			return &net.Interface{Name: name, Index: ourIndex + 1, HardwareAddr: otherMAC}, nil
+		}
+		return nil, errors.New("no such network interface")
+	}
+	a.listenARP = func(ifi *net.Interface) (net.PacketConn, error) {
+		fn.mu.Lock()
+		defer fn.mu.Unlock()
+		c := newFakeARP()
+		fn.arp[ifi.Name] = c
+		return c, nil
+	}
+	a.listenNDP = func(ifi *net.Interface) (ndpConn, error) {
+		fn.mu.Lock()
+		defer fn.mu.Unlock()
+		c := newFakeNDP()
+		fn.ndp[ifi.Name] = c
+		return c, nil
+	}
+	t.Cleanup(a.Close)
+	return a, fn
+}
+
+func (fn *fakeNet) arpConn(name string) *fakeARP {
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	return fn.arp[name]
+}
+
+func (fn *fakeNet) ndpConn(name string) *fakeNDP {
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	return fn.ndp[name]
+}
+
+func on(ifaces ...string) announcer.Announcement {
+	return announcer.Announcement{Pool: "default", Interfaces: ifaces}
+}
+
+func recv[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	panic("unreachable")
+}
+
+func none[T any](t *testing.T, c <-chan T, what string) {
+	t.Helper()
+	select {
+	case v := <-c:
+		t.Fatalf("unexpected %s: %v", what, v)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestAnnouncerAnswersAndAnnounces(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0}
+
+	err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip: on("eth0"), vip6: on("eth0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arpc, ndpc := fn.arpConn("eth0"), fn.ndpConn("eth0")
+	if arpc == nil || ndpc == nil {
+		t.Fatalf("sockets not opened: arp %v ndp %v", arpc, ndpc)
+	}
+
+	// Takeover: gratuitous ARP request and reply, and an unsolicited NA.
+	for range 2 {
+		f := recv(t, arpc.out, "gratuitous ARP")
+		if r := arpReply(f, ourMAC, set(vip.String())); r != nil {
+			t.Error("gratuitous ARP looks like a request we would answer")
+		}
+	}
+	na := recv(t, ndpc.out, "unsolicited NA")
+	if na.dst != allNodes {
+		t.Errorf("unsolicited NA sent to %s, want %s", na.dst, allNodes)
+	}
+	checkNA(t, na.na, vip6, false)
+	if got, want := ndpc.joined(), []netip.Addr{snm(t, vip6)}; !slices.Equal(got, want) {
+		t.Errorf("joined groups %v, want %v", got, want)
+	}
+
+	// Requests are answered.
+	req := request(t, broadcastMAC, vip)
+	arpc.in <- req
+	checkARPReply(t, recv(t, arpc.out, "ARP reply"), req)
+	ndpc.in <- nsRequest{msg: nsBytes(t, vip6, sourceLLA(clientMAC)), src: client6, hopLimit: 255, ifIndex: ourIndex}
+	got := recv(t, ndpc.out, "NA")
+	if got.dst != client6 {
+		t.Errorf("NA sent to %s, want %s", got.dst, client6)
+	}
+	checkNA(t, got.na, vip6, true)
+
+	// After the IPs are withdrawn, nothing is answered and the sockets
+	// are closed.
+	if err := a.SetAnnouncements(nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arpc.closed:
+	default:
+		t.Error("ARP socket of an unused interface is still open")
+	}
+	if len(a.Announced()) != 0 {
+		t.Errorf("Announced() = %v after withdrawing everything", a.Announced())
+	}
+}
+
+func TestAnnouncerStopsAnsweringWithdrawnIP(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0}
+	other := netip.MustParseAddr("203.0.113.201")
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip: on("eth0"), other: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	arpc := fn.arpConn("eth0")
+	for range 4 {
+		recv(t, arpc.out, "gratuitous ARP")
+	}
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{other: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	none(t, arpc.out, "gratuitous ARP for an IP already announced")
+	arpc.in <- request(t, broadcastMAC, vip)
+	none(t, arpc.out, "reply for a withdrawn IP")
+	req := request(t, broadcastMAC, other)
+	arpc.in <- req
+	checkARPReply(t, recv(t, arpc.out, "ARP reply"), req)
+}
+
+func TestAnnouncerInterfaces(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0}
+	err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{
+		vip:                                  on("eth0", "eth1"),
+		netip.MustParseAddr("203.0.113.201"): on("eth9"),
+	})
+	if err == nil {
+		t.Error("no error for a missing interface")
+	}
+	got := a.Announced()
+	if !slices.Equal(got["eth0"], []netip.Addr{vip}) || !slices.Equal(got["eth1"], []netip.Addr{vip}) || len(got) != 2 {
+		t.Errorf("Announced() = %v, want %s on eth0 and eth1", got, vip)
+	}
+	// eth1 answers with its own MAC; a v4-only interface has no NDP socket.
+	c := fn.arpConn("eth1")
+	for range 2 {
+		f := recv(t, c.out, "gratuitous ARP on eth1")
+		if src := net.HardwareAddr(f[6:12]); src.String() != otherMAC.String() {
+			t.Errorf("eth1 frame from %s, want %s", src, otherMAC)
+		}
+	}
+	if fn.ndpConn("eth0") != nil {
+		t.Error("NDP socket opened for an IPv4-only interface")
+	}
+}
+
+func TestGratuitousRepeats(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0, 20 * time.Millisecond, 40 * time.Millisecond}
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	c := fn.arpConn("eth0")
+	for i := range 6 {
+		recv(t, c.out, "gratuitous ARP "+string(rune('0'+i)))
+	}
+	none(t, c.out, "gratuitous ARP beyond the schedule")
+}
