@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -67,7 +69,10 @@ func (lb *LoadBalancer) Start(ctx context.Context, client kubernetes.Interface) 
 	lb.retrier.client = client
 	go lb.retrier.run(ctx)
 	go func() {
-		if !cache.WaitForCacheSync(ctx.Done(), lb.hasSynced) {
+		// cache.WaitForCacheSync polls every 100 ms; a restart should not
+		// wait that long for nothing, so poll faster.
+		synced := func(context.Context) (bool, error) { return lb.hasSynced(), nil }
+		if wait.PollUntilContextCancel(ctx, 5*time.Millisecond, true, synced) != nil {
 			return
 		}
 		if err := lb.restore(ctx); err != nil {
