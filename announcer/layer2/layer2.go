@@ -38,8 +38,6 @@ const retryReadAfter = 100 * time.Millisecond
 type ndpConn interface {
 	ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error)
 	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
-	JoinGroup(group netip.Addr) error
-	LeaveGroup(group netip.Addr) error
 	Close() error
 }
 
@@ -53,6 +51,7 @@ type Announcer struct {
 	interfaceByName func(string) (*net.Interface, error)
 	listenARP       func(*net.Interface) (net.PacketConn, error)
 	listenNDP       func(*net.Interface) (ndpConn, error)
+	listenGroups    func() (groupConn, error)
 	// gratuitousSchedule is the package default, replaced in tests.
 	gratuitousSchedule []time.Duration
 
@@ -64,6 +63,7 @@ type Announcer struct {
 	// goroutine.
 	gmu     sync.Mutex
 	pending []gratuitous
+	quiet   bool // Quiesce was called
 	wake    chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -206,9 +206,24 @@ func (a *Announcer) Announced() map[string][]netip.Addr {
 	return out
 }
 
+// Quiesce stops every gratuitous announcement, pending or future, while
+// requests are still answered until Close. It is the first step of a
+// handover: the node leaving must not send a late gratuitous ARP that
+// pulls clients back from the new owner (and resets their connections),
+// yet a client asking meanwhile should still get an answer.
+func (a *Announcer) Quiesce() {
+	a.gmu.Lock()
+	defer a.gmu.Unlock()
+	a.quiet = true
+	clear(a.pending)
+	a.pending = nil
+}
+
 func (a *Announcer) schedule(l *link, ip netip.Addr) {
 	a.gmu.Lock()
-	a.pending = append(a.pending, gratuitous{at: time.Now(), link: l, ip: ip})
+	if !a.quiet {
+		a.pending = append(a.pending, gratuitous{at: time.Now(), link: l, ip: ip})
+	}
 	a.gmu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -277,7 +292,7 @@ type link struct {
 	// Guarded by a.mu.
 	arp    net.PacketConn
 	ndp    ndpConn
-	groups map[netip.Addr]bool // solicited-node groups joined
+	groups *memberships
 
 	// failed is set by a read loop that cannot go on; the next
 	// SetAnnouncements replaces the link.
@@ -293,7 +308,7 @@ func newLink(a *Announcer, ifi *net.Interface) *link {
 		a:      a,
 		ifi:    ifi,
 		log:    a.logger.WithValues("interface", ifi.Name),
-		groups: map[netip.Addr]bool{},
+		groups: newMemberships(ifi, a.listenGroups),
 	}
 	l.ips.Store(&ipSet{})
 	return l
@@ -350,40 +365,22 @@ func (l *link) set(ips ipSet) (added []netip.Addr, err error) {
 
 // joinGroups makes the interface receive the solicited-node multicast
 // group of every announced IPv6 address, and leaves the others. Without
-// the join, the kernel drops solicitations for the IP before any socket
-// sees them. Several IPs can share a group.
+// the membership, the kernel drops solicitations for the IP before any
+// socket sees them. Several IPs can share a group.
 func (l *link) joinGroups(ips ipSet) error {
 	want := map[netip.Addr]bool{}
 	for ip := range ips {
 		if ip.Is6() {
-			g, err := ndp.SolicitedNodeMulticast(ip)
-			if err == nil {
+			if g, err := ndp.SolicitedNodeMulticast(ip); err == nil {
 				want[g] = true
 			}
 		}
 	}
-	var errs []error
-	for g := range want {
-		if l.groups[g] {
-			continue
-		}
-		if err := l.ndp.JoinGroup(g); err != nil {
-			socketErrors.WithLabelValues(protoNDP).Inc()
-			errs = append(errs, fmt.Errorf("joining %s: %w", g, err))
-			continue
-		}
-		l.groups[g] = true
+	if err := l.groups.set(want); err != nil {
+		socketErrors.WithLabelValues(protoNDP).Inc()
+		return err
 	}
-	for g := range l.groups {
-		if want[g] {
-			continue
-		}
-		if err := l.ndp.LeaveGroup(g); err != nil {
-			l.log.V(2).Info("Leaving multicast group failed", "group", g, "err", err)
-		}
-		delete(l.groups, g)
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 func (l *link) close() {
@@ -395,6 +392,7 @@ func (l *link) close() {
 	if l.ndp != nil {
 		l.ndp.Close()
 	}
+	l.groups.close()
 	l.wg.Wait()
 }
 

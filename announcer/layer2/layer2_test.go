@@ -39,7 +39,10 @@ func (c *fakeARP) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 func (c *fakeARP) WriteTo(b []byte, _ net.Addr) (int, error) {
-	c.out <- slices.Clone(b)
+	select {
+	case c.out <- slices.Clone(b):
+	default: // a test that does not read drops frames
+	}
 	return len(b), nil
 }
 
@@ -57,14 +60,12 @@ type sentNA struct {
 type fakeNDP struct {
 	in     chan nsRequest
 	out    chan sentNA
-	mu     sync.Mutex
-	groups map[netip.Addr]bool
 	once   sync.Once
 	closed chan struct{}
 }
 
 func newFakeNDP() *fakeNDP {
-	return &fakeNDP{in: make(chan nsRequest, 16), out: make(chan sentNA, 64), groups: map[netip.Addr]bool{}, closed: make(chan struct{})}
+	return &fakeNDP{in: make(chan nsRequest, 16), out: make(chan sentNA, 64), closed: make(chan struct{})}
 }
 
 func (c *fakeNDP) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, error) {
@@ -77,47 +78,72 @@ func (c *fakeNDP) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, erro
 }
 
 func (c *fakeNDP) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, dst netip.Addr) error {
-	c.out <- sentNA{m.(*ndp.NeighborAdvertisement), dst}
-	return nil
-}
-
-func (c *fakeNDP) JoinGroup(g netip.Addr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.groups[g] = true
-	return nil
-}
-
-func (c *fakeNDP) LeaveGroup(g netip.Addr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.groups, g)
-	return nil
-}
-
-func (c *fakeNDP) joined() []netip.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []netip.Addr
-	for g := range c.groups {
-		out = append(out, g)
+	select {
+	case c.out <- sentNA{m.(*ndp.NeighborAdvertisement), dst}:
+	default:
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
+	return nil
+}
+
+// fakeGroups is a membership socket; all of them share one set, as the
+// interface's memberships do.
+type fakeGroups struct {
+	mu     *sync.Mutex
+	groups map[netip.Addr]int
+	n      int
+}
+
+func (c *fakeGroups) JoinGroup(_ *net.Interface, g net.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n >= groupsPerSocket {
+		return errors.New("cannot allocate memory")
+	}
+	c.n++
+	c.groups[netip.MustParseAddr(g.String())]++
+	return nil
+}
+
+func (c *fakeGroups) LeaveGroup(_ *net.Interface, g net.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	a := netip.MustParseAddr(g.String())
+	if c.groups[a]--; c.groups[a] == 0 {
+		delete(c.groups, a)
+	}
+	return nil
+}
+
+func (c *fakeGroups) Close() error {
+	return nil
 }
 
 func (c *fakeNDP) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
 
 // fakeNet is a machine with interfaces eth0 (index 7) and eth1 (index 8).
 type fakeNet struct {
-	mu  sync.Mutex
-	arp map[string]*fakeARP
-	ndp map[string]*fakeNDP
+	mu      sync.Mutex
+	arp     map[string]*fakeARP
+	ndp     map[string]*fakeNDP
+	groups  map[netip.Addr]int
+	sockets int
+}
+
+func (fn *fakeNet) joined() []netip.Addr {
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	var out []netip.Addr
+	for g := range fn.groups {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 func newTestAnnouncer(t *testing.T) (*Announcer, *fakeNet) {
 	t.Helper()
-	fn := &fakeNet{arp: map[string]*fakeARP{}, ndp: map[string]*fakeNDP{}}
+	fn := &fakeNet{arp: map[string]*fakeARP{}, ndp: map[string]*fakeNDP{}, groups: map[netip.Addr]int{}}
 	a := New(ktesting.NewLogger(t, ktesting.NewConfig()))
 	a.interfaceByName = func(name string) (*net.Interface, error) {
 		switch name {
@@ -141,6 +167,12 @@ func newTestAnnouncer(t *testing.T) (*Announcer, *fakeNet) {
 		c := newFakeNDP()
 		fn.ndp[ifi.Name] = c
 		return c, nil
+	}
+	a.listenGroups = func() (groupConn, error) {
+		fn.mu.Lock()
+		defer fn.mu.Unlock()
+		fn.sockets++
+		return &fakeGroups{mu: &fn.mu, groups: fn.groups}, nil
 	}
 	t.Cleanup(a.Close)
 	return a, fn
@@ -207,7 +239,7 @@ func TestAnnouncerAnswersAndAnnounces(t *testing.T) {
 		t.Errorf("unsolicited NA sent to %s, want %s", na.dst, allNodes)
 	}
 	checkNA(t, na.na, vip6, false)
-	if got, want := ndpc.joined(), []netip.Addr{snm(t, vip6)}; !slices.Equal(got, want) {
+	if got, want := fn.joined(), []netip.Addr{snm(t, vip6)}; !slices.Equal(got, want) {
 		t.Errorf("joined groups %v, want %v", got, want)
 	}
 
@@ -297,4 +329,52 @@ func TestGratuitousRepeats(t *testing.T) {
 		recv(t, c.out, "gratuitous ARP "+string(rune('0'+i)))
 	}
 	none(t, c.out, "gratuitous ARP beyond the schedule")
+}
+
+func TestQuiesceStopsGratuitousOnly(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0, 100 * time.Millisecond}
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	c := fn.arpConn("eth0")
+	for range 2 {
+		recv(t, c.out, "gratuitous ARP")
+	}
+	a.Quiesce()
+	none(t, c.out, "gratuitous ARP after Quiesce")
+	req := request(t, broadcastMAC, vip)
+	c.in <- req
+	checkARPReply(t, recv(t, c.out, "ARP reply after Quiesce"), req)
+}
+
+// TestManyIPv6AddressesNeedSeveralSockets announces more IPv6 addresses
+// than one socket may hold memberships for.
+func TestManyIPv6AddressesNeedSeveralSockets(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = nil
+	ann := map[netip.Addr]announcer.Announcement{}
+	base := vip6.As16()
+	const n = 3*groupsPerSocket + 7
+	for i := range n {
+		b := base
+		b[13], b[14], b[15] = byte(i>>16), byte(i>>8), byte(i)
+		ann[netip.AddrFrom16(b)] = on("eth0")
+	}
+	if err := a.SetAnnouncements(ann); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(fn.joined()); got != n {
+		t.Errorf("joined %d groups, want %d", got, n)
+	}
+	if fn.sockets != 4 {
+		t.Errorf("used %d sockets, want 4", fn.sockets)
+	}
+	// Withdrawing all but one leaves one group.
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip6: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fn.joined(); !slices.Equal(got, []netip.Addr{snm(t, vip6)}) {
+		t.Errorf("joined %v, want only %s", got, snm(t, vip6))
+	}
 }

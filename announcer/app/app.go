@@ -1,0 +1,381 @@
+// Package app assembles the baremetal-announcer command: flags, the
+// Kubernetes client, the informers, membership, the layer2 announcer, the
+// metrics and health endpoint, and the order in which they start and stop.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/controller"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/layer2"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/membership"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+// Component is the name events and the user agent carry.
+const Component = "baremetal-announcer"
+
+// SecretKey is the key of the memberlist Secret holding the shared secret,
+// as in MetalLB.
+const SecretKey = "secretkey"
+
+// Options are the command's flags.
+type Options struct {
+	Kubeconfig                string
+	CloudConfig               string
+	NodeName                  string
+	NodeIP                    string
+	MemberlistBindPort        int
+	MemberlistSecret          string
+	MemberlistSecretNamespace string
+	MetricsBindAddress        string
+	HandoverDelay             time.Duration
+	Logs                      *logsapi.LoggingConfiguration
+}
+
+// NewCommand returns the baremetal-announcer command.
+func NewCommand() *cobra.Command {
+	o := &Options{Logs: logs.NewOptions()}
+	cmd := &cobra.Command{
+		Use:   Component,
+		Short: "Makes LoadBalancer IPs reachable: one live node per layer2 IP answers ARP and NDP for it.",
+		Long: `baremetal-announcer runs on every node (a DaemonSet with host networking).
+It reads the same cloud-config as the baremetal cloud-controller-manager,
+watches Services, EndpointSlices and Nodes, and, for every IP that a
+LoadBalancer Service got from a layer2 pool, elects one live eligible node
+to answer ARP and IPv6 neighbor solicitations for it. Liveness comes from
+gossip among the announcers (memberlist), so an IP moves within a second
+of its node failing.`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := logsapi.ValidateAndApply(o.Logs, nil); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return Run(ctx, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig. Empty means the in-cluster configuration.")
+	fs.StringVar(&o.CloudConfig, "cloud-config", "", "Path to the cloud-config file, the same as the cloud-controller-manager's.")
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this runs on. Default $NODE_NAME.")
+	fs.StringVar(&o.NodeIP, "node-ip", "", "IP of this node, for memberlist and to find the default interface. Default: the Node's first InternalIP.")
+	fs.IntVar(&o.MemberlistBindPort, "memberlist-bind-port", membership.DefaultPort, "TCP and UDP port for memberlist gossip among announcers.")
+	fs.StringVar(&o.MemberlistSecret, "memberlist-secret", "", "Name of the Secret whose '"+SecretKey+"' encrypts memberlist gossip. Empty means no encryption (tests only).")
+	fs.StringVar(&o.MemberlistSecretNamespace, "memberlist-secret-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of --memberlist-secret. Default $POD_NAMESPACE.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":7472", "Address for /metrics and /healthz. \"0\" disables them.")
+	fs.DurationVar(&o.HandoverDelay, "handover-delay", time.Second, "On SIGTERM, how long to keep answering after leaving the membership, while the new owners announce themselves.")
+	logsapi.AddFlags(o.Logs, fs)
+	return cmd
+}
+
+// Validate checks the flags.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.CloudConfig == "" {
+		errs = append(errs, errors.New("--cloud-config is required"))
+	}
+	if o.NodeName == "" {
+		errs = append(errs, errors.New("--node-name is required (or set NODE_NAME)"))
+	}
+	if o.NodeIP != "" {
+		if _, err := netip.ParseAddr(o.NodeIP); err != nil {
+			errs = append(errs, fmt.Errorf("--node-ip: %w", err))
+		}
+	}
+	if o.MemberlistBindPort <= 0 || o.MemberlistBindPort > 65535 {
+		errs = append(errs, fmt.Errorf("--memberlist-bind-port %d is not a port", o.MemberlistBindPort))
+	}
+	if o.MemberlistSecret != "" && o.MemberlistSecretNamespace == "" {
+		errs = append(errs, errors.New("--memberlist-secret-namespace is required with --memberlist-secret (or set POD_NAMESPACE)"))
+	}
+	if o.HandoverDelay < 0 {
+		errs = append(errs, errors.New("--handover-delay must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// signalContext is cancelled by the first SIGTERM or SIGINT; a second one
+// exits at once, for an operator who does not want to wait for handover.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		os.Exit(1)
+	}()
+	return ctx, cancel
+}
+
+// Run runs the announcer until ctx ends, then hands over and returns.
+//
+// Start order: the informer caches fill first, so that the first pass
+// decides from the whole cluster; then membership starts and joins the
+// other nodes, and only then does the node announce. A node that announced
+// before knowing its peers would claim every IP at once.
+//
+// Stop order (SIGTERM): the reconcile loop stops, freezing what is
+// announced; the node leaves the membership, which the others see within
+// a gossip round and take over, sending gratuitous ARP and unsolicited
+// NA; it keeps answering for --handover-delay so that no client is left
+// without an answer meanwhile; then it closes its sockets and exits.
+func Run(ctx context.Context, o *Options) error {
+	logger := klog.FromContext(ctx)
+	cloud, err := config.Load(o.CloudConfig)
+	if err != nil {
+		return err
+	}
+	restCfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.UserAgent = Component + "/" + o.NodeName
+	// Reads come from informers; the budget is for events.
+	restCfg.QPS, restCfg.Burst = 20, 40
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+
+	var running atomic.Bool
+	controller.RegisterMetrics()
+	layer2.RegisterMetrics()
+	membership.RegisterMetrics()
+	stopHTTP, err := serveMetrics(logger, o.MetricsBindAddress, &running)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: o.NodeName})
+
+	l2 := layer2.New(logger.WithName("layer2"))
+	defer l2.Close()
+
+	var nodeIP netip.Addr
+	if o.NodeIP != "" {
+		nodeIP = netip.MustParseAddr(o.NodeIP).Unmap()
+	}
+	ctrl := controller.New(controller.Config{
+		NodeName: o.NodeName,
+		NodeIP:   nodeIP,
+		Cloud:    cloud,
+		Client:   client,
+		Layer2:   l2,
+		Recorder: recorder,
+		DefaultInterface: func() (string, error) {
+			return layer2.InterfaceWithAddr(nodeIP)
+		},
+	})
+	// The informers outlive ctx by design: during the handover delay
+	// nothing reads them, and they stop when Run returns.
+	informerCtx, stopInformers := context.WithCancel(klog.NewContext(context.Background(), logger))
+	defer func() { stopInformers(); ctrl.Shutdown() }()
+	go func() {
+		<-ctx.Done()
+		// Abort a cache sync that is still waiting.
+		if !running.Load() {
+			stopInformers()
+		}
+	}()
+	logger.Info("Waiting for the Service, Node and EndpointSlice caches")
+	if err := ctrl.Start(informerCtx); err != nil {
+		return err
+	}
+
+	if !nodeIP.IsValid() {
+		nodeIP, err = waitForNodeIP(ctx, ctrl)
+		if err != nil {
+			return err
+		}
+	}
+	secret, err := readSecret(ctx, client, o.MemberlistSecretNamespace, o.MemberlistSecret)
+	if err != nil {
+		return err
+	}
+
+	ms, err := membership.Start(membership.Config{
+		NodeName: o.NodeName,
+		BindAddr: nodeIP,
+		BindPort: o.MemberlistBindPort,
+		Secret:   secret,
+		Logger:   logger.WithName("membership"),
+	})
+	if err != nil {
+		return err
+	}
+	defer ms.Shutdown()
+	peers := ctrl.PeerIPs(nodeIP)
+	ms.SetPeers(peers)
+	n, err := ms.Join(peers)
+	switch {
+	case n > 0:
+		logger.Info("Joined the announcers", "reached", n, "peers", len(peers), "members", ms.Members())
+	case len(peers) > 0:
+		// The first announcer of a cluster, or all others are down.
+		logger.Info("No other announcer reachable yet; starting alone", "peers", len(peers), "err", err)
+	}
+
+	runCtx, stopRun := context.WithCancel(klog.NewContext(context.Background(), logger))
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		ctrl.Run(runCtx, ms)
+	}()
+	running.Store(true)
+	logger.Info("Announcer running", "node", o.NodeName, "nodeIP", nodeIP)
+
+	<-ctx.Done()
+	logger.Info("Stopping: handing over to the other announcers", "delay", o.HandoverDelay)
+	stopRun()
+	<-runDone
+	l2.Quiesce()
+	if err := ms.Leave(o.HandoverDelay); err != nil {
+		logger.Error(err, "Leaving the membership")
+	}
+	time.Sleep(o.HandoverDelay)
+	logger.Info("Stopped")
+	return nil
+}
+
+// restConfig loads --kubeconfig, or the in-cluster configuration.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading --kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return cfg, nil
+}
+
+// pollInterval paces the waits for the Node's IP and the Secret, which a
+// fresh cluster may not have yet.
+const pollInterval = 2 * time.Second
+
+// waitForNodeIP waits until the Node object has an InternalIP.
+func waitForNodeIP(ctx context.Context, ctrl *controller.Controller) (netip.Addr, error) {
+	var ip netip.Addr
+	var last error
+	err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(context.Context) (bool, error) {
+		ip, last = ctrl.LookupNodeIP()
+		if last != nil {
+			klog.FromContext(ctx).Info("Waiting for the node's IP", "err", last)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return ip, fmt.Errorf("finding the node's IP (set --node-ip to skip): %w", errors.Join(err, last))
+	}
+	return ip, nil
+}
+
+// readSecret reads the memberlist secret, waiting while it is missing or
+// the API is unreachable: gossip without the cluster's key would be
+// either refused by the others or, worse, unencrypted.
+func readSecret(ctx context.Context, client kubernetes.Interface, ns, name string) ([]byte, error) {
+	logger := klog.FromContext(ctx)
+	if name == "" {
+		logger.Info("WARNING: no --memberlist-secret; memberlist gossip is not encrypted or authenticated")
+		return nil, nil
+	}
+	var value []byte
+	err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
+		s, err := client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			logger.Error(err, "The memberlist Secret does not exist; create it (see deploy/README.md)", "secret", ns+"/"+name)
+			return false, nil
+		case err != nil:
+			logger.Error(err, "Reading the memberlist Secret", "secret", ns+"/"+name)
+			return false, nil
+		}
+		value = s.Data[SecretKey]
+		if len(value) == 0 {
+			logger.Error(nil, "The memberlist Secret has no key "+SecretKey, "secret", ns+"/"+name)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading memberlist Secret %s/%s: %w", ns, name, err)
+	}
+	return value, nil
+}
+
+// serveMetrics serves /metrics and /healthz. /healthz is OK once the
+// announcer runs: before that it is waiting for the API, its Node's IP or
+// the memberlist Secret, and a probe failing then makes the problem
+// visible in the Pod status.
+func serveMetrics(logger klog.Logger, addr string, running *atomic.Bool) (stop func(), err error) {
+	if addr == "" || addr == "0" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", legacyregistry.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !running.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error(err, "Metrics server stopped")
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

@@ -1,0 +1,351 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/eligibility"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+// Event reasons recorded on Services.
+const (
+	// ReasonNodeAssigned says which node announces an IP; a new one is
+	// recorded whenever that changes.
+	ReasonNodeAssigned = "nodeAssigned"
+	// ReasonNoEligibleNode says an IP this node announced has no node
+	// left that may announce it.
+	ReasonNoEligibleNode = "noEligibleNode"
+)
+
+// DefaultResyncPeriod is how often a pass runs with no change at all. It
+// retries what failed (a socket, an interface that appeared late) and
+// repairs anything a missed notification left behind.
+const DefaultResyncPeriod = 10 * time.Second
+
+// endpointIndex indexes EndpointSlices by "namespace/service".
+const endpointIndex = "service"
+
+// Members is the live announcer set, from package membership.
+type Members interface {
+	// Members returns the names of the live announcers.
+	Members() []string
+	// Changes delivers a value after the member set changed.
+	Changes() <-chan struct{}
+	// SetPeers sets the node IPs that should be members.
+	SetPeers([]netip.Addr)
+}
+
+// Config says what a Controller works with.
+type Config struct {
+	// NodeName is the node this announcer runs on.
+	NodeName string
+	// NodeIP overrides the node's InternalIP (--node-ip); it decides the
+	// address family of the peers. Invalid means the Node's InternalIP.
+	NodeIP netip.Addr
+	// Cloud is the parsed cloud-config.
+	Cloud *config.Config
+	// Client reads Services, EndpointSlices and Nodes.
+	Client kubernetes.Interface
+	// Layer2 announces the IPs of layer2 pools that this node owns.
+	Layer2 announcer.Announcer
+	// Recorder records events on Services.
+	Recorder record.EventRecorder
+	// DefaultInterface returns the interface that holds the node's IP; it
+	// is asked again until it succeeds.
+	DefaultInterface func() (string, error)
+	// ResyncPeriod is DefaultResyncPeriod when zero.
+	ResyncPeriod time.Duration
+}
+
+// Controller computes and applies this node's announcements.
+type Controller struct {
+	cfg     Config
+	factory informers.SharedInformerFactory
+
+	services  corelisters.ServiceLister
+	nodes     corelisters.NodeLister
+	endpoints cache.Indexer
+	synced    []cache.InformerSynced
+
+	trigger chan struct{}
+
+	// State of the reconcile goroutine only.
+	defaultInterface string
+	announced        map[netip.Addr]announcer.Announcement
+	owners           map[netip.Addr]string
+}
+
+// New builds a Controller and its informers. Call Start, then Run.
+func New(cfg Config) *Controller {
+	if cfg.ResyncPeriod == 0 {
+		cfg.ResyncPeriod = DefaultResyncPeriod
+	}
+	c := &Controller{
+		cfg:       cfg,
+		factory:   informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(strip)),
+		trigger:   make(chan struct{}, 1),
+		announced: map[netip.Addr]announcer.Announcement{},
+		owners:    map[netip.Addr]string{},
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.Trigger() },
+		UpdateFunc: func(any, any) { c.Trigger() },
+		DeleteFunc: func(any) { c.Trigger() },
+	}
+	svc := c.factory.Core().V1().Services()
+	node := c.factory.Core().V1().Nodes()
+	eps := c.factory.Discovery().V1().EndpointSlices()
+	// AddIndexers only fails once the informer has started.
+	_ = eps.Informer().AddIndexers(cache.Indexers{endpointIndex: indexByService})
+	for _, inf := range []cache.SharedIndexInformer{svc.Informer(), node.Informer(), eps.Informer()} {
+		// Fails only on a stopped informer.
+		_, _ = inf.AddEventHandler(handler)
+		c.synced = append(c.synced, inf.HasSynced)
+	}
+	c.services = svc.Lister()
+	c.nodes = node.Lister()
+	c.endpoints = eps.Informer().GetIndexer()
+	return c
+}
+
+func indexByService(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := s.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + name}, nil
+}
+
+// Start starts the informers and waits until their caches are filled, or
+// ctx ends. The informers run until ctx ends.
+func (c *Controller) Start(ctx context.Context) error {
+	c.factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("waiting for the Service, Node and EndpointSlice caches: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// Shutdown waits for the informers to stop after ctx of Start ended.
+func (c *Controller) Shutdown() { c.factory.Shutdown() }
+
+// Node returns this node's Node object from the cache.
+func (c *Controller) Node() (*corev1.Node, error) {
+	return c.nodes.Get(c.cfg.NodeName)
+}
+
+// NodeIP returns the first InternalIP of n, or an invalid address.
+func NodeIP(n *corev1.Node) netip.Addr {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				return ip.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// PeerIPs returns one InternalIP of every other node, of the same family
+// as self (memberlist speaks one family), sorted.
+func (c *Controller) PeerIPs(self netip.Addr) []netip.Addr {
+	nodes, _ := c.nodes.List(labels.Everything())
+	var out []netip.Addr
+	for _, n := range nodes {
+		if n.Name == c.cfg.NodeName {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if a.Type != corev1.NodeInternalIP || err != nil || ip.Unmap().Is4() != self.Is4() {
+				continue
+			}
+			out = append(out, ip.Unmap())
+			break
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// Trigger asks for a pass. Calls coalesce.
+func (c *Controller) Trigger() {
+	select {
+	case c.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends: at once, then after every change of the
+// caches or of members, and every ResyncPeriod. When Run returns the
+// announcements stay as they were; the caller decides when to withdraw
+// them (see the app's shutdown).
+func (c *Controller) Run(ctx context.Context, members Members) {
+	logger := klog.FromContext(ctx)
+	t := time.NewTicker(c.cfg.ResyncPeriod)
+	defer t.Stop()
+	for {
+		c.reconcile(logger, members)
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.trigger:
+		case <-members.Changes():
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile runs one pass.
+func (c *Controller) reconcile(logger klog.Logger, members Members) {
+	start := time.Now()
+	defer func() { reconcileDuration.Observe(time.Since(start).Seconds()) }()
+
+	if c.defaultInterface == "" && c.cfg.DefaultInterface != nil {
+		name, err := c.cfg.DefaultInterface()
+		if err != nil {
+			logger.Error(err, "Cannot find the interface holding the node's IP; only pools with interfaces set are announced")
+		} else {
+			logger.Info("Default interface", "interface", name)
+			c.defaultInterface = name
+		}
+	}
+
+	live := map[string]bool{}
+	for _, m := range members.Members() {
+		live[m] = true
+	}
+	services, _ := c.services.List(labels.Everything())
+	nodes, _ := c.nodes.List(labels.Everything())
+	if self := c.selfIP(); self.IsValid() {
+		members.SetPeers(c.PeerIPs(self))
+	}
+
+	decisions, mine := decide(snapshot{
+		cloud:            c.cfg.Cloud,
+		self:             c.cfg.NodeName,
+		defaultInterface: c.defaultInterface,
+		services:         services,
+		nodes:            nodes,
+		endpointNodes:    c.endpointNodes,
+		live:             live,
+	})
+
+	err := c.cfg.Layer2.SetAnnouncements(mine)
+	if err != nil {
+		logger.Error(err, "Some announcements could not be set up; retrying on the next pass")
+		reconciles.WithLabelValues("error").Inc()
+	} else {
+		reconciles.WithLabelValues("ok").Inc()
+	}
+	announcedIPs.WithLabelValues(string(announcer.Layer2)).Set(float64(len(mine)))
+
+	c.recordChanges(logger, decisions, mine)
+	c.announced = mine
+	clear(c.owners)
+	for ip, d := range decisions {
+		c.owners[ip] = d.owner
+	}
+}
+
+// selfIP is the node's IP from its Node object, if known.
+func (c *Controller) selfIP() netip.Addr {
+	if c.cfg.NodeIP.IsValid() {
+		return c.cfg.NodeIP
+	}
+	n, err := c.Node()
+	if err != nil {
+		return netip.Addr{}
+	}
+	return NodeIP(n)
+}
+
+// endpointNodes returns the nodes with a ready endpoint of svc.
+func (c *Controller) endpointNodes(svc *corev1.Service) map[string]bool {
+	objs, _ := c.endpoints.ByIndex(endpointIndex, svc.Namespace+"/"+svc.Name)
+	list := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			list = append(list, s)
+		}
+	}
+	return eligibility.ReadyEndpointNodes(list)
+}
+
+// recordChanges logs and records events for what changed since the last
+// pass: IPs this node started announcing (with the node it took over from,
+// when there was one) and IPs it stopped announcing because no node may
+// announce them any more. An IP that moved to another live node gets its
+// event from that node.
+func (c *Controller) recordChanges(logger klog.Logger, decisions map[netip.Addr]*ipDecision, mine map[netip.Addr]announcer.Announcement) {
+	for ip, an := range mine {
+		if _, ok := c.announced[ip]; ok {
+			continue
+		}
+		d := decisions[ip]
+		msg := fmt.Sprintf("announcing %s from node %s via layer2", ip, c.cfg.NodeName)
+		if prev := c.owners[ip]; prev != "" && prev != c.cfg.NodeName {
+			msg += fmt.Sprintf(" (taking over from node %s)", prev)
+		}
+		logger.Info("Announcing", "ip", ip, "pool", an.Pool, "interfaces", an.Interfaces, "services", an.Services, "previousOwner", c.owners[ip])
+		for _, svc := range d.services {
+			c.cfg.Recorder.Event(svc, corev1.EventTypeNormal, ReasonNodeAssigned, msg)
+		}
+	}
+	for ip := range c.announced {
+		if _, ok := mine[ip]; ok {
+			continue
+		}
+		d := decisions[ip]
+		switch {
+		case d == nil:
+			logger.Info("Withdrawn: no Service has the IP any more", "ip", ip)
+		case d.owner == "":
+			logger.Info("Withdrawn: no node may announce the IP", "ip", ip)
+			for _, svc := range d.services {
+				c.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, ReasonNoEligibleNode,
+					"no node may announce %s any more (node %s stopped): no live node is Ready, not excluded, matches pool %s and, for externalTrafficPolicy: Local, has a ready endpoint",
+					ip, c.cfg.NodeName, d.pool.Name)
+			}
+		default:
+			logger.Info("Withdrawn: another node announces the IP", "ip", ip, "owner", d.owner)
+		}
+	}
+}
+
+// errNoNodeIP is returned when neither the flag nor the Node object gives
+// the node's IP.
+var errNoNodeIP = errors.New("the Node object has no InternalIP")
+
+// LookupNodeIP returns this node's InternalIP from the cache.
+func (c *Controller) LookupNodeIP() (netip.Addr, error) {
+	n, err := c.Node()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("node %s: %w", c.cfg.NodeName, err)
+	}
+	ip := NodeIP(n)
+	if !ip.IsValid() {
+		return ip, fmt.Errorf("node %s: %w", c.cfg.NodeName, errNoNodeIP)
+	}
+	return ip, nil
+}
