@@ -22,11 +22,14 @@ import (
 // The upstream defaults (1 service sync at a time, 20 QPS, burst 30) suit a
 // cloud whose load-balancer API takes seconds per call. Our Ensure is an
 // in-memory allocation, so the API client is the bottleneck: every sync
-// writes a finalizer, a status patch and two events.
+// writes a finalizer, a status patch and two events. These values were the
+// best measured for 1,000 Services at once (bench/results/burst-1000*.txt,
+// backlog-1000.txt): upstream defaults take ~186 s, these keep up with the
+// creates.
 const (
-	DefaultConcurrentServiceSyncs = 10
-	DefaultKubeAPIQPS             = 200
-	DefaultKubeAPIBurst           = 400
+	DefaultConcurrentServiceSyncs = 20
+	DefaultKubeAPIQPS             = 400
+	DefaultKubeAPIBurst           = 800
 )
 
 // NewCommand returns the cloud-controller-manager command.
