@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -56,6 +57,7 @@ type Options struct {
 	MemberlistSecretNamespace string
 	MetricsBindAddress        string
 	HandoverDelay             time.Duration
+	Profiling                 bool
 	Logs                      *logsapi.LoggingConfiguration
 }
 
@@ -96,6 +98,7 @@ of its node failing.`,
 	fs.StringVar(&o.MemberlistSecretNamespace, "memberlist-secret-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of --memberlist-secret. Default $POD_NAMESPACE.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":7472", "Address for /metrics and /healthz. \"0\" disables them.")
 	fs.DurationVar(&o.HandoverDelay, "handover-delay", time.Second, "On SIGTERM, how long to keep answering after leaving the membership, while the new owners announce themselves.")
+	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go profiles on /debug/pprof/ of --metrics-bind-address.")
 	logsapi.AddFlags(o.Logs, fs)
 	return cmd
 }
@@ -175,7 +178,7 @@ func Run(ctx context.Context, o *Options) error {
 	controller.RegisterMetrics()
 	layer2.RegisterMetrics()
 	membership.RegisterMetrics()
-	stopHTTP, err := serveMetrics(logger, o.MetricsBindAddress, &running)
+	stopHTTP, err := serveMetrics(logger, o.MetricsBindAddress, o.Profiling, &running)
 	if err != nil {
 		return err
 	}
@@ -350,12 +353,18 @@ func readSecret(ctx context.Context, client kubernetes.Interface, ns, name strin
 // announcer runs: before that it is waiting for the API, its Node's IP or
 // the memberlist Secret, and a probe failing then makes the problem
 // visible in the Pod status.
-func serveMetrics(logger klog.Logger, addr string, running *atomic.Bool) (stop func(), err error) {
+func serveMetrics(logger klog.Logger, addr string, profiling bool, running *atomic.Bool) (stop func(), err error) {
 	if addr == "" || addr == "0" {
 		return func() {}, nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", legacyregistry.Handler())
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !running.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)

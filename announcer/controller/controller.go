@@ -38,6 +38,14 @@ const (
 // repairs anything a missed notification left behind.
 const DefaultResyncPeriod = 10 * time.Second
 
+// MinPassInterval spaces passes caused by Kubernetes changes. A pass over
+// 5,000 Services costs a few milliseconds; during a bulk change (a
+// namespace of Services created, EndpointSlices churning in a rollout)
+// back-to-back passes would keep a core busy on every node. Changes that
+// arrive meanwhile are coalesced into the next pass. Membership changes are
+// not held back: they are what failover waits for.
+const MinPassInterval = 100 * time.Millisecond
+
 // endpointIndex indexes EndpointSlices by "namespace/service".
 const endpointIndex = "service"
 
@@ -197,21 +205,35 @@ func (c *Controller) Trigger() {
 }
 
 // Run reconciles until ctx ends: at once, then after every change of the
-// caches or of members, and every ResyncPeriod. When Run returns the
-// announcements stay as they were; the caller decides when to withdraw
-// them (see the app's shutdown).
+// caches (at most once per MinPassInterval) or of members (at once), and
+// every ResyncPeriod. When Run returns the announcements stay as they
+// were; the caller decides when to withdraw them (see the app's shutdown).
 func (c *Controller) Run(ctx context.Context, members Members) {
 	logger := klog.FromContext(ctx)
 	t := time.NewTicker(c.cfg.ResyncPeriod)
 	defer t.Stop()
+	hold := time.NewTimer(0)
+	defer hold.Stop()
 	for {
 		c.reconcile(logger, members)
+		earliest := time.Now().Add(MinPassInterval)
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.trigger:
 		case <-members.Changes():
+			continue
 		case <-t.C:
+			continue
+		case <-c.trigger:
+		}
+		// A Kubernetes change: wait out the interval, unless membership
+		// changes meanwhile.
+		hold.Reset(time.Until(earliest))
+		select {
+		case <-ctx.Done():
+			return
+		case <-members.Changes():
+		case <-hold.C:
 		}
 	}
 }

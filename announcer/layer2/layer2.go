@@ -85,6 +85,7 @@ func New(logger klog.Logger) *Announcer {
 		interfaceByName:    net.InterfaceByName,
 		listenARP:          listenARP,
 		listenNDP:          listenNDP,
+		listenGroups:       listenGroups,
 		gratuitousSchedule: gratuitousSchedule,
 		links:              map[string]*link{},
 		wake:               make(chan struct{}, 1),

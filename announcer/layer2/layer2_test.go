@@ -378,3 +378,11 @@ func TestManyIPv6AddressesNeedSeveralSockets(t *testing.T) {
 		t.Errorf("joined %v, want only %s", got, snm(t, vip6))
 	}
 }
+
+func TestNewWiresTheSystem(t *testing.T) {
+	a := New(ktesting.NewLogger(t, ktesting.NewConfig()))
+	defer a.Close()
+	if a.interfaceByName == nil || a.listenARP == nil || a.listenNDP == nil || a.listenGroups == nil {
+		t.Fatal("New left a system hook unset")
+	}
+}

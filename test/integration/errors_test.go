@@ -12,6 +12,7 @@ import (
 // It must exit non-zero rather than run without pools, and say which key
 // and value are wrong, so `kubectl logs` is all a user needs.
 func TestBadCloudConfigStopsTheCCM(t *testing.T) {
+	requireControlPlane(t)
 	tests := []struct {
 		name   string
 		config string

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -27,10 +28,16 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
 
-// cp is the control plane shared by every test and benchmark of the package.
+// cp is the control plane shared by every test and benchmark of the
+// package; nil with -short, when every test skips.
 var cp *controlplane.ControlPlane
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// `make unit`: no apiserver, no CCM.
+		os.Exit(m.Run())
+	}
 	opts := controlplane.Options{
 		// Dual-stack, so that RequireDualStack Services are accepted and
 		// get an IPv4 and an IPv6 ClusterIP, as on a dual-stack cluster.
@@ -81,12 +88,29 @@ func (e *env) sub(t testing.TB) *env {
 	return &c
 }
 
+// requireControlPlane skips the test when TestMain started no control
+// plane (-short).
+func requireControlPlane(t testing.TB) {
+	t.Helper()
+	if cp == nil {
+		t.Skip("integration test against a real apiserver; skipped with -short")
+	}
+}
+
 // newEnv makes a namespace for the test. Call it before starting a CCM:
 // cleanups run last-registered first, so the CCM is then stopped before
 // the namespace is emptied and cannot re-add a finalizer.
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	return newEnvWithin(t, testTimeout)
+}
+
+// newEnvWithin is newEnv for a test or benchmark that may take up to d;
+// every call of the env's client ends by then.
+func newEnvWithin(t testing.TB, d time.Duration) *env {
+	t.Helper()
+	requireControlPlane(t)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	cfg := cp.AdminConfig()
 	// Scale tests create a thousand objects; the admin's 100 QPS would make

@@ -60,6 +60,7 @@ spec:
 // ConfigMap YAML), applies the nginx Service with kubectl, and sees an
 // EXTERNAL-IP from the pool in `kubectl get service`.
 func TestWalkthroughNginxGetsExternalIPFromPool(t *testing.T) {
+	requireControlPlane(t)
 	tests := []struct {
 		name        string
 		cloudConfig string

@@ -210,6 +210,7 @@ func (tb *testbed) startAnnouncer(h *lab.Host) *process.Process {
 			"--memberlist-secret-namespace=" + systemNS,
 			"--metrics-bind-address=127.0.0.1:7472",
 			"--v=2",
+			"--profiling",
 		},
 	})
 	if err != nil {

@@ -47,7 +47,11 @@ func TestMain(m *testing.M) {
 	if skipWhy != "" {
 		os.Exit(m.Run())
 	}
-	code := controlplane.RunMain(m, controlplane.Options{}, func(c *controlplane.ControlPlane) { cp = c })
+	opts := controlplane.Options{
+		// A /16 of ClusterIPs, for TestScale's thousands of Services.
+		APIServerArgs: []string{"--service-cluster-ip-range=10.0.0.0/16"},
+	}
+	code := controlplane.RunMain(m, opts, func(c *controlplane.ControlPlane) { cp = c })
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -158,6 +158,16 @@ func TestMalformedPacketsGetNoAnswer(t *testing.T) {
 		if r := tb.names(naFor(t, pc, target, time.Second)); len(r) != 1 || r[0] != expectedOwner(v6, allNodes...) {
 			t.Errorf("well-formed solicitation answered by %v, want the owner only", r)
 		}
+		// A solicitation sent to the IP itself, as a client re-checking a
+		// cached entry does (neighbor unreachability detection), is
+		// answered too.
+		unicast := &net.IPAddr{IP: target.AsSlice(), Zone: strconv.Itoa(ifIndex)}
+		if _, err := pc.WriteTo(good, &ipv6.ControlMessage{HopLimit: 255, IfIndex: ifIndex}, unicast); err != nil {
+			t.Fatal(err)
+		}
+		if r := tb.names(naFor(t, pc, target, time.Second)); len(r) != 1 || r[0] != expectedOwner(v6, allNodes...) {
+			t.Errorf("unicast solicitation answered by %v, want the owner only", r)
+		}
 	})
 
 	for name, p := range tb.announcers {
