@@ -123,12 +123,3 @@ func TestProviderRegistersAndRejectsBadConfig(t *testing.T) {
 		t.Errorf("bad config error = %v, want it to name the protocol", err)
 	}
 }
-
-func mustParse(t *testing.T, s string) *config.Config {
-	t.Helper()
-	cfg, err := config.Parse([]byte(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}

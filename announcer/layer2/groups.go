@@ -116,15 +116,6 @@ func (m *memberships) room() (*groupSocket, error) {
 	return s, nil
 }
 
-// joined returns the groups joined.
-func (m *memberships) joined() []netip.Addr {
-	out := make([]netip.Addr, 0, len(m.of))
-	for g := range m.of {
-		out = append(out, g)
-	}
-	return out
-}
-
 // close drops every membership by closing the sockets.
 func (m *memberships) close() {
 	for _, s := range m.socks {

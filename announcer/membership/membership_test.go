@@ -123,7 +123,6 @@ func waitMembers(t *testing.T, m *Membership, want []string, limit time.Duration
 var (
 	ip1 = netip.MustParseAddr("127.0.0.1")
 	ip2 = netip.MustParseAddr("127.0.0.2")
-	ip3 = netip.MustParseAddr("127.0.0.3")
 )
 
 func threeNodes(t *testing.T) (port int, ms []*Membership) {
