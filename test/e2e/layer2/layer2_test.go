@@ -173,22 +173,40 @@ func TestSIGTERMHandsOverWithoutAGap(t *testing.T) {
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		var failures, requests int
+		// A connection that is open at the instant the client's neighbour
+		// entry flips to the new owner continues at a node that never saw
+		// its SYN and gets a reset. That is true of every layer-2 VIP move
+		// (only connection-state sync avoids it) and is not a gap: the
+		// next request is already served. A gap is a request that cannot
+		// connect or gets no answer, or two resets in a row.
+		var failures, resets, requests int
 		var switched time.Duration
+		lastReset := false
 		for time.Since(start) < 3*time.Second {
 			got, err := tb.get(ip)
 			requests++
-			if err != nil {
+			switch {
+			case err != nil && strings.Contains(err.Error(), "connection reset by peer") && !lastReset:
+				resets++
+				lastReset = true
+				t.Logf("request %d at %v was open across the switch: %v", requests, time.Since(start), err)
+			case err != nil:
 				failures++
 				t.Logf("request %d at %v failed: %v", requests, time.Since(start), err)
-			} else if got == next && switched == 0 {
-				switched = time.Since(start)
+			default:
+				lastReset = false
+				if got == next && switched == 0 {
+					switched = time.Since(start)
+				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		t.Logf("SIGTERM of %s: %s served by %s after %v; %d of %d requests failed", victim, ip, next, switched, failures, requests)
+		t.Logf("SIGTERM of %s: %s served by %s after %v; %d of %d requests failed, %d reset in flight", victim, ip, next, switched, failures, requests, resets)
 		if failures > 0 {
 			t.Errorf("%d requests failed during the handover", failures)
+		}
+		if resets > 1 {
+			t.Errorf("%d in-flight requests were reset, want at most the one open at the switch", resets)
 		}
 		if switched == 0 || switched > time.Second {
 			t.Errorf("client switched to %s after %v, want within 1 s", next, switched)

@@ -170,6 +170,6 @@ func (tb *testbed) logUsage(when string) {
 			s, _ := strconv.Atoi(f[14])
 			cpu = (time.Duration(u+s) * 10 * time.Millisecond).String() // USER_HZ = 100
 		}
-		tb.t.Logf("%s, %s: VmRSS %s, VmHWM %s, CPU %s", when, h.Name(), field("VmRSS"), field("VmHWM"), cpu)
+		tb.t.Logf("%s, %s: VmRSS %s (anon %s, file %s), VmHWM %s, CPU %s", when, h.Name(), field("VmRSS"), field("RssAnon"), field("RssFile"), field("VmHWM"), cpu)
 	}
 }
