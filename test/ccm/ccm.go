@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -157,7 +156,7 @@ func (c *CCM) Start() error {
 		if err = c.startOnce(); err == nil {
 			return nil
 		}
-		if !strings.Contains(readFrom(c.logPath, off), "address already in use") {
+		if !strings.Contains(process.ReadFileFrom(c.logPath, off), "address already in use") {
 			return err
 		}
 	}
@@ -170,10 +169,11 @@ func (c *CCM) startOnce() error {
 	if c.proc != nil && c.proc.Running() {
 		return fmt.Errorf("%s is already running (pid %d)", c.opts.Name, c.proc.Pid())
 	}
-	port, err := freePort()
+	ports, err := controlplane.FreePorts(1)
 	if err != nil {
 		return err
 	}
+	port := ports[0]
 	p, err := process.Start(context.Background(), process.Spec{
 		Name:    c.opts.Name,
 		Path:    c.binary,
@@ -322,10 +322,11 @@ func get(ctx context.Context, hc *http.Client, url string) (int, string, error) 
 func RunToExit(t testing.TB, cp *controlplane.ControlPlane, opts Options, timeout time.Duration) (int, string) {
 	t.Helper()
 	c := New(t, cp, opts)
-	port, err := freePort()
+	ports, err := controlplane.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := ports[0]
 	p, err := process.Start(context.Background(), process.Spec{Name: c.opts.Name, Path: c.binary, Args: c.args(port), LogPath: c.logPath})
 	if err != nil {
 		t.Fatal(err)
@@ -340,28 +341,6 @@ func RunToExit(t testing.TB, cp *controlplane.ControlPlane, opts Options, timeou
 		t.Fatalf("%s still running after %v; log %s:\n%s", c.opts.Name, timeout, c.logPath, p.LogTail(logTailBytes))
 	}
 	return p.ExitCode(), c.Log()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func readFrom(path string, off int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-	return string(b)
 }
 
 // errNotFound is returned by MetricValue for a series that is absent.

@@ -193,7 +193,7 @@ func (cp *ControlPlane) writePKI() error {
 
 // startProcesses runs one attempt: free ports, etcd, apiserver, /readyz.
 func (cp *ControlPlane) startProcesses(ctx context.Context) error {
-	ports, err := freePorts(3)
+	ports, err := FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -385,7 +385,7 @@ func waitFor(parent context.Context, timeout time.Duration, proc *process.Proces
 		case <-proc.Exited():
 			err := fmt.Errorf("control plane: %s exited while waiting for %s (%v); log %s:\n%s",
 				proc.Name(), what, proc.Err(), proc.LogPath(), proc.LogTail(logTailBytes))
-			if logOff >= 0 && strings.Contains(readFrom(proc.LogPath(), logOff), "address already in use") {
+			if logOff >= 0 && strings.Contains(process.ReadFileFrom(proc.LogPath(), logOff), "address already in use") {
 				err = fmt.Errorf("%w: %w", errPortInUse, err)
 			}
 			return err
@@ -428,10 +428,10 @@ func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	return string(b), nil
 }
 
-// freePorts returns n distinct ports that were free on 127.0.0.1 a moment
+// FreePorts returns n distinct ports that were free on 127.0.0.1 a moment
 // ago. All listeners are open at once so the kernel cannot hand out the
 // same port twice.
-func freePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -450,19 +450,6 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return st.Size()
-}
-
-func readFrom(path string, off int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-	return string(b)
 }
 
 // Stop stops the controller manager, the apiserver and etcd, in that order,

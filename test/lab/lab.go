@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -123,7 +122,7 @@ func Supported() error {
 	if os.Geteuid() != 0 {
 		return errors.New("the network lab needs root (network namespaces, veth pairs, raw sockets)")
 	}
-	if _, err := lookIP(); err != nil {
+	if _, err := process.LookIP(); err != nil {
 		return err
 	}
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
@@ -571,17 +570,4 @@ func removeNS(ns string, logf func(string, ...any)) error {
 func nsExists(ns string) bool {
 	_, err := os.Stat(filepath.Join(netnsDir, ns))
 	return err == nil
-}
-
-// lookIP finds the ip command even when /usr/sbin is not in PATH.
-func lookIP() (string, error) {
-	if p, err := exec.LookPath("ip"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("the ip command (iproute2) is not installed")
 }

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
 )
 
 // runCmd runs a short command in the root namespace and returns its
@@ -23,7 +25,7 @@ func runCmdStdin(ctx context.Context, stdin, name string, args ...string) (strin
 		defer cancel()
 	}
 	if name == "ip" {
-		p, err := lookIP()
+		p, err := process.LookIP()
 		if err != nil {
 			return "", err
 		}

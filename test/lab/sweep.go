@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
 )
 
 // Bookkeeping. Every lab owns a directory RunBase/<prefix> holding
@@ -288,7 +290,7 @@ func startWatchdog(runDir string) (*watchdog, error) {
 	if err != nil {
 		return nil, err
 	}
-	ip, err := lookIP()
+	ip, err := process.LookIP()
 	if err != nil {
 		return nil, err
 	}

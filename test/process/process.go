@@ -37,6 +37,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,7 +110,7 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 	binary := spec.Path
 	args := spec.Args
 	if spec.Netns != "" {
-		ip, err := lookIP()
+		ip, err := LookIP()
 		if err != nil {
 			return nil, fmt.Errorf("process %s: netns %s: %w", spec.Name, spec.Netns, err)
 		}
@@ -345,7 +346,9 @@ func netnsNote(ns string) string {
 	return " (netns " + ns + ")"
 }
 
-func lookIP() (string, error) {
+// LookIP finds the ip command (iproute2) even when /usr/sbin is not in
+// PATH, as under sudo or a minimal CI environment.
+func LookIP() (string, error) {
 	if p, err := exec.LookPath("ip"); err == nil {
 		return p, nil
 	}
@@ -355,4 +358,20 @@ func lookIP() (string, error) {
 		}
 	}
 	return "", errors.New("the ip command (iproute2) is not installed")
+}
+
+// ReadFileFrom returns up to 1 MiB of path from offset off, or "" if it
+// cannot be read. Harnesses use it to look only at what a child logged since
+// a given moment, e.g. to tell a port clash from another start failure.
+func ReadFileFrom(path string, off int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	return string(b)
 }

@@ -283,7 +283,7 @@ func TestNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
 	}
-	ip, err := lookIP()
+	ip, err := LookIP()
 	if err != nil {
 		t.Skip(err)
 	}
