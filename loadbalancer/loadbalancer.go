@@ -248,6 +248,37 @@ func (lb *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, clusterNa
 	return nil
 }
 
+// Reconfigure switches to cfg's pools without restarting. Every address in
+// use stays with its Service; a config that would take one away is refused
+// and the old pools stay in effect (see ipam.Allocator.Reconfigure).
+// Services still waiting for an address are nudged, because the new pools
+// may now have one for them.
+func (lb *LoadBalancer) Reconfigure(ctx context.Context, cfg *config.Config) error {
+	if err := lb.waitReady(ctx); err != nil {
+		return err
+	}
+	if err := lb.alloc.Reconfigure(cfg.Pools); err != nil {
+		return err
+	}
+	// Series of pools that are gone must not linger.
+	poolInUse.Reset()
+	poolTotal.Reset()
+	lb.recordStats()
+	if lb.services != nil {
+		all, err := lb.services.List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		for _, svc := range all {
+			if svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil && len(lb.alloc.Lookup(serviceKey(svc))) == 0 {
+				lb.retrier.add(serviceKey(svc))
+			}
+		}
+		lb.retrier.kick()
+	}
+	return nil
+}
+
 func (lb *LoadBalancer) recordStats() {
 	for _, st := range lb.alloc.Stats() {
 		poolInUse.WithLabelValues(st.Pool, st.Family.String()).Set(float64(st.InUse))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"k8s.io/client-go/informers"
 	cloudprovider "k8s.io/cloud-provider"
@@ -40,12 +41,15 @@ func init() {
 
 // Cloud is the baremetal cloud provider.
 type Cloud struct {
+	mu        sync.Mutex // guards cfg, which Reconfigure replaces
 	cfg       *config.Config
 	lb        *loadbalancer.LoadBalancer
 	instances *Instances
 
 	clientBuilder cloudprovider.ControllerClientBuilder
 	stop          <-chan struct{}
+	// configPath, when set, is polled for changes (WatchConfigFile).
+	configPath string
 }
 
 // New returns the provider for a parsed, validated config.
@@ -75,6 +79,9 @@ func (c *Cloud) SetInformers(f informers.SharedInformerFactory) {
 		cancel()
 	}()
 	c.lb.Start(ctx, c.clientBuilder.ClientOrDie("baremetal-loadbalancer"))
+	if c.configPath != "" {
+		go c.watchConfig(ctx)
+	}
 }
 
 // LoadBalancer returns a balancer interface. Also returns true if the interface is supported, false otherwise.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,17 +25,25 @@ const providerIDPrefix = ProviderName + "://"
 // there is no inventory API to ask, so the kubelet's provided node IP and the
 // config's topology rules are the whole truth.
 type Instances struct {
-	cfg *config.Config
+	// cfg is swapped whole when the cloud-config file changes.
+	cfg atomic.Pointer[config.Config]
 }
 
 // NewInstances returns the InstancesV2 for cfg.
-func NewInstances(cfg *config.Config) *Instances { return &Instances{cfg: cfg} }
+func NewInstances(cfg *config.Config) *Instances {
+	i := &Instances{}
+	i.cfg.Store(cfg)
+	return i
+}
+
+// setConfig makes later calls use cfg's removed-nodes and topology rules.
+func (i *Instances) setConfig(cfg *config.Config) { i.cfg.Store(cfg) }
 
 // InstanceExists returns true if the instance for the given node exists according to the cloud provider.
 // A machine is gone only when the config lists it under removed-nodes: a
 // powered-off server is not a deleted one, so we never delete Nodes on a guess.
 func (i *Instances) InstanceExists(ctx context.Context, node *v1.Node) (bool, error) {
-	return !slices.Contains(i.cfg.RemovedNodes, node.Name), nil
+	return !slices.Contains(i.cfg.Load().RemovedNodes, node.Name), nil
 }
 
 // InstanceShutdown returns true if the instance is shutdown according to the cloud provider.
@@ -91,8 +100,9 @@ func nodeAddresses(node *v1.Node) ([]v1.NodeAddress, error) {
 // topologyFor returns the first node-topology rule the node matches, by
 // label selector or by one of its addresses lying in the rule's subnets.
 func (i *Instances) topologyFor(node *v1.Node, addrs []v1.NodeAddress) *config.TopologyRule {
-	for k := range i.cfg.NodeTopology {
-		rule := &i.cfg.NodeTopology[k]
+	cfg := i.cfg.Load()
+	for k := range cfg.NodeTopology {
+		rule := &cfg.NodeTopology[k]
 		if rule.Selector != nil && !rule.Selector.Empty() && rule.Selector.Matches(labels.Set(node.Labels)) {
 			return rule
 		}

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -425,4 +426,53 @@ func (a *Allocator) Stats() []PoolStats {
 		}
 	}
 	return out
+}
+
+// Reconfigure replaces the pools, keeping every address in use with the
+// Services that hold it. It refuses, changing nothing, when an address in
+// use would be lost: outside every new pool, skipped by avoid-buggy-ips, or
+// in a pool whose namespace or service-selector restriction no longer
+// allows a Service holding it. Otherwise the next change to that Service
+// would hand it a different address, and a working IP must never move
+// because of a config edit. The error lists every such address.
+func (a *Allocator) Reconfigure(pools []config.Pool) error {
+	next := New(pools)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var lost []string
+	homes := make(map[netip.Addr]*pool, len(a.inUse))
+	for addr, use := range a.inUse {
+		p := next.poolOf(addr)
+		var why string
+		switch {
+		case p == nil:
+			why = "would be in no address pool"
+		case !p.cfg.Assignable(addr):
+			why = fmt.Sprintf("would be skipped by avoid-buggy-ips in pool %q", p.name())
+		default:
+			for key, svc := range use.users {
+				if !p.allows(svc) {
+					why = fmt.Sprintf("would be in pool %q, whose namespaces or service-selectors no longer allow service %s", p.name(), key)
+					break
+				}
+			}
+		}
+		if why != "" {
+			lost = append(lost, fmt.Sprintf("%s (held by %s) %s", addr, strings.Join(slices.Sorted(maps.Keys(use.users)), ", "), why))
+			continue
+		}
+		homes[addr] = p
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		return fmt.Errorf("address-pools: the new pools would take %d address(es) in use away from their Services; keep them in a pool or delete those Services first:\n  %s",
+			len(lost), strings.Join(lost, "\n  "))
+	}
+	for addr, use := range a.inUse {
+		p := homes[addr]
+		use.pool = p
+		p.used[FamilyOf(addr)]++
+	}
+	a.pools, a.ordered = next.pools, next.ordered
+	return nil
 }

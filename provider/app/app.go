@@ -59,5 +59,9 @@ func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
 	if cloud == nil {
 		klog.Fatalf("Unknown cloud provider %q: this binary only knows %q", shared.Name, provider.ProviderName)
 	}
+	// Pools edited in the ConfigMap apply without a restart, as MetalLB's do.
+	if bm, ok := cloud.(*provider.Cloud); ok && shared.CloudConfigFile != "" {
+		bm.WatchConfigFile(shared.CloudConfigFile)
+	}
 	return cloud
 }

@@ -253,6 +253,17 @@ func (c *CCM) Port() int {
 	return c.port
 }
 
+// WriteCloudConfig replaces the --cloud-config file with text, atomically
+// by rename as the kubelet updates a ConfigMap volume, so the running CCM
+// sees either the old or the new version, never half of one.
+func (c *CCM) WriteCloudConfig(text string) error {
+	tmp := c.configPath + ".new"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.configPath)
+}
+
 // LogPath returns the replica's log file; every start appends to it.
 func (c *CCM) LogPath() string { return c.logPath }
 

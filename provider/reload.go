@@ -1,0 +1,103 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+// ConfigPollInterval is how often the cloud-config file is read for
+// changes. A ConfigMap volume is updated by the kubelet through a symlink
+// swap up to a minute after the edit, which file-event watches miss unless
+// they follow the symlinks; reading a small file every few seconds is
+// simpler and cannot miss.
+var ConfigPollInterval = 5 * time.Second
+
+var (
+	configReloads = metrics.NewCounterVec(&metrics.CounterOpts{
+		Subsystem:      "baremetal_cloud_config",
+		Name:           "reloads_total",
+		Help:           "Changes of the cloud-config file seen, by result: applied, invalid (does not parse or validate) or refused (would take addresses in use away).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+	configStale = metrics.NewGauge(&metrics.GaugeOpts{
+		Subsystem:      "baremetal_cloud_config",
+		Name:           "stale",
+		Help:           "1 when the cloud-config file differs from the config in effect because the file's version was invalid or refused; see the log.",
+		StabilityLevel: metrics.ALPHA,
+	})
+	registerReloadMetrics sync.Once
+)
+
+// WatchConfigFile makes the provider follow changes of the cloud-config
+// file at path from the moment its informers are set. The app calls it with
+// the --cloud-config path, which the provider's factory is not told.
+func (c *Cloud) WatchConfigFile(path string) {
+	c.configPath = path
+}
+
+// watchConfig polls the cloud-config file until ctx ends and applies each
+// new version. The first read only records the content: the factory has
+// already parsed that version.
+func (c *Cloud) watchConfig(ctx context.Context) {
+	registerReloadMetrics.Do(func() { legacyregistry.MustRegister(configReloads, configStale) })
+	logger := klog.FromContext(ctx).WithValues("file", c.configPath)
+	last, err := os.ReadFile(c.configPath)
+	if err != nil {
+		logger.Error(err, "Reading the cloud-config file; changes to it will apply when it is readable again")
+	}
+	t := time.NewTicker(ConfigPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(c.configPath)
+		if err != nil || bytes.Equal(data, last) {
+			// An unreadable file keeps the config in effect: during a
+			// ConfigMap update the symlink may briefly point nowhere.
+			continue
+		}
+		last = data
+		if err := c.Reconfigure(ctx, data); err != nil {
+			configStale.Set(1)
+			logger.Error(err, "Cloud-config changed but was not applied; the previous config stays in effect")
+			continue
+		}
+		configStale.Set(0)
+	}
+}
+
+// Reconfigure applies a new version of the cloud-config: new pools for the
+// load balancer and new node rules for InstancesV2. An invalid config, or
+// one that would take an address in use away from its Service, is refused
+// and changes nothing.
+func (c *Cloud) Reconfigure(ctx context.Context, data []byte) error {
+	cfg, err := config.Parse(data)
+	if err != nil {
+		configReloads.WithLabelValues("invalid").Inc()
+		return fmt.Errorf("--cloud-config is invalid:\n%w", err)
+	}
+	if err := c.lb.Reconfigure(ctx, cfg); err != nil {
+		configReloads.WithLabelValues("refused").Inc()
+		return err
+	}
+	c.instances.setConfig(cfg)
+	c.mu.Lock()
+	c.cfg = cfg
+	c.mu.Unlock()
+	configReloads.WithLabelValues("applied").Inc()
+	klog.FromContext(ctx).Info("Applied a new cloud-config", "pools", len(cfg.Pools))
+	return nil
+}

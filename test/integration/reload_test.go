@@ -1,0 +1,123 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
+)
+
+const (
+	reloadBefore = `address-pools:
+- name: default
+  protocol: layer2
+  addresses:
+  - 192.0.2.200-192.0.2.201
+`
+	// Adds the pool the pending Service asks for.
+	reloadAdded = reloadBefore + `- name: extra
+  protocol: layer2
+  auto-assign: false
+  addresses:
+  - 198.51.100.16/30
+`
+	// Drops the pool whose addresses the Services hold.
+	reloadDropped = `address-pools:
+- name: extra
+  protocol: layer2
+  auto-assign: false
+  addresses:
+  - 198.51.100.16/30
+`
+	reloadInvalid = `address-pools:
+- name: default
+  protocol: layer2
+  adresses: [192.0.2.200-192.0.2.201]
+`
+)
+
+// TestEditedCloudConfigAppliesWithoutRestart edits the CCM's cloud-config
+// file the way a ConfigMap update does. A new pool serves the Service that
+// was waiting for it, with no restart and no touch of the Service. A config
+// that would take addresses in use away, or that does not parse, is refused
+// with a log line naming the address or key, the stale metric says so, and
+// every address stays where it was.
+func TestEditedCloudConfigAppliesWithoutRestart(t *testing.T) {
+	e := newEnv(t)
+	c := ccm.Start(t, cp, ccm.Options{CloudConfig: reloadBefore})
+	e.create(e.ns, lbService("first"))
+	held := ingressIPs(e.waitIPs(e.ns, "first", 1))[0]
+	e.create(e.ns, lbService("waiting", annotations("metallb.universe.tf/address-pool", "extra")))
+	e.waitEvent(e.ns, "waiting", "Warning", "SyncLoadBalancerFailed", `"extra"`)
+
+	if err := c.WriteCloudConfig(reloadAdded); err != nil {
+		t.Fatal(err)
+	}
+	got := ingressIPs(e.waitIPs(e.ns, "waiting", 1))[0]
+	if !inRange(got, "198.51.100.16-198.51.100.19") {
+		t.Errorf("waiting got %s, want an address of the new pool", got)
+	}
+
+	for _, step := range []struct {
+		name, config string
+		result       string
+		inLog        []string
+	}{
+		{"drop the pool in use", reloadDropped, "refused", []string{held, e.ns + "/first", "would be in no address pool"}},
+		{"invalid", reloadInvalid, "invalid", []string{`unknown key "adresses"`}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if err := c.WriteCloudConfig(step.config); err != nil {
+				t.Fatal(err)
+			}
+			err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+				m, err := c.Metrics(ctx)
+				if err != nil {
+					return false, err
+				}
+				n, err := ccm.MetricValue(m, "baremetal_cloud_config_reloads_total", map[string]string{"result": step.result})
+				if err != nil {
+					return false, err
+				}
+				stale, err := ccm.MetricValue(m, "baremetal_cloud_config_stale", nil)
+				return n >= 1 && stale == 1, err
+			})
+			if err != nil {
+				t.Fatalf("reloads_total{result=%q} and stale never showed the refusal: %v", step.result, err)
+			}
+			log := c.Log()
+			for _, w := range step.inLog {
+				if !strings.Contains(log, w) {
+					t.Errorf("CCM log does not say %q", w)
+				}
+			}
+			// Nothing moved.
+			if ips := ingressIPs(e.get(e.ns, "first")); len(ips) != 1 || ips[0] != held {
+				t.Errorf("first holds %v after a refused config, want [%s]", ips, held)
+			}
+		})
+	}
+
+	// Back to a good config: applied, no longer stale, and a new Service is
+	// served from the pools in effect.
+	if err := c.WriteCloudConfig(reloadAdded); err != nil {
+		t.Fatal(err)
+	}
+	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+		m, err := c.Metrics(ctx)
+		if err != nil {
+			return false, err
+		}
+		stale, err := ccm.MetricValue(m, "baremetal_cloud_config_stale", nil)
+		return stale == 0, fmt.Errorf("stale %v (%v)", stale, err)
+	})
+	if err != nil {
+		t.Fatalf("a good config did not clear baremetal_cloud_config_stale: %v", err)
+	}
+	e.create(e.ns, lbService("second"))
+	if ip := ingressIPs(e.waitIPs(e.ns, "second", 1))[0]; ip == held || !inRange(ip, "192.0.2.200-192.0.2.201") {
+		t.Errorf("second got %s, want the free address of pool default", ip)
+	}
+}
