@@ -272,14 +272,14 @@ func TestDefaultsAndAccepted(t *testing.T) {
 				t.Errorf("size %v", c.Pools[0].Size())
 			}
 		}},
-		{"communities by name and value, large with prefix", "bgp-communities: {a: \"1:2\"}\naddress-pools:\n- name: p\n  protocol: bgp\n  addresses: [203.0.113.0/28]\n  bgp-advertisements:\n  - communities: [a, \"0:65535\"]\n    large-communities: [\"large:1:2:3\", \"4294967295:0:0\"]\n    aggregation-length: 0\n", func(t *testing.T, c *Config) {
+		{"communities by name and value, large with prefix", "bgp-communities: {a: \"1:2\"}\naddress-pools:\n- name: p\n  protocol: bgp\n  addresses: [203.0.113.0/28]\n  bgp-advertisements:\n  - communities: [a, \"0:65535\"]\n    large-communities: [\"large:1:2:3\", \"4294967295:0:0\"]\n    aggregation-length: 28\n", func(t *testing.T, c *Config) {
 			a := c.Pools[0].BGPAdvertisements[0]
 			if !reflect.DeepEqual(a.ParsedCommunities, []uint32{1<<16 | 2, 65535}) ||
 				!reflect.DeepEqual(a.ParsedLargeCommunities, []LargeCommunity{{1, 2, 3}, {4294967295, 0, 0}}) {
 				t.Errorf("%+v", a)
 			}
-			if v4, _ := a.AggregationLengths(); v4 != 0 {
-				t.Errorf("explicit 0 became %d", v4)
+			if v4, _ := a.AggregationLengths(); v4 != 28 {
+				t.Errorf("explicit 28 became %d", v4)
 			}
 		}},
 		{"anchors and merge keys", "address-pools:\n- &base\n  name: a\n  protocol: layer2\n  addresses: [203.0.113.0/28]\n  namespaces: &ns [web]\n- <<: *base\n  name: b\n  addresses: [198.51.100.0/28]\n  namespaces: *ns\n", func(t *testing.T, c *Config) {

@@ -383,6 +383,28 @@ func checkInterfaceName(s string) string {
 	return ""
 }
 
+// aggregationCovers refuses an aggregation length shorter than every
+// prefix of one of the pool's address entries, as MetalLB does: the
+// aggregate would then be wider than anything the user wrote, and announce
+// addresses that may be another network's. Like MetalLB, an entry passes
+// when its widest prefix fits, so configs that MetalLB accepts still load.
+func (v *validator) aggregationCovers(p *Pool, at string, length int, v6 bool) {
+	for _, a := range p.Addresses {
+		r, err := parseAddressEntry(a)
+		if err != nil || r.From().Is6() != v6 {
+			continue // a bad entry is already reported
+		}
+		widest := 128
+		for _, pfx := range r.Prefixes() {
+			widest = min(widest, pfx.Bits())
+		}
+		if length < widest {
+			v.errorf(at, "%d is shorter than /%d, the widest prefix of addresses entry %q: the aggregate would announce addresses outside the pool", length, widest, a)
+			return
+		}
+	}
+}
+
 func (v *validator) advertisements(p *Pool, path string) {
 	at := keyPath(path, "bgp-advertisements")
 	if p.Protocol != BGP {
@@ -400,9 +422,13 @@ func (v *validator) advertisements(p *Pool, path string) {
 		ap := indexPath(at, i)
 		if l := a.AggregationLength; l != nil && (*l < 0 || *l > 32) {
 			v.errorf(keyPath(ap, "aggregation-length"), "%d is out of range: want 0 to 32", *l)
+		} else if l != nil {
+			v.aggregationCovers(p, keyPath(ap, "aggregation-length"), *l, false)
 		}
 		if l := a.AggregationLengthV6; l != nil && (*l < 0 || *l > 128) {
 			v.errorf(keyPath(ap, "aggregation-length-v6"), "%d is out of range: want 0 to 128", *l)
+		} else if l != nil {
+			v.aggregationCovers(p, keyPath(ap, "aggregation-length-v6"), *l, true)
 		}
 		a.ParsedCommunities = nil
 		for j, s := range a.Communities {
