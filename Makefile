@@ -1,5 +1,7 @@
 # cloud-provider-baremetal — one screen of targets. Run as root on Debian.
 #
+#   make demo    the MetalLB walkthrough end to end: apiserver, CCM, lab nodes, FRR router
+#                (DEMO_FLAGS=-hold keeps it up until Ctrl-C)
 #   make build   our binaries into bin/
 #   make tools   kube-apiserver, etcd, kubectl, kube-controller-manager for tests (cached)
 #   make test    vet + every test with -race (unit, integration against a real apiserver)
@@ -14,7 +16,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 CMDS        := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build tools test unit lint bench fuzz clean
+.PHONY: all build tools test unit lint bench fuzz clean demo
 
 all: build
 
@@ -24,6 +26,13 @@ build:
 
 tools:
 	./test/tools/build.sh
+
+# The demo installs FRR and curl with apt-get itself when they are missing
+# (step 1), and tears everything down on success, failure and Ctrl-C.
+demo: build tools
+	@mkdir -p _output/bin
+	$(GO) build -o _output/bin/baremetal-demo ./test/demo/cmd/demo
+	./_output/bin/baremetal-demo $(DEMO_FLAGS)
 
 test: build tools
 	$(GO) vet ./...
