@@ -165,9 +165,12 @@ func Run(ctx context.Context, out io.Writer, opts Options) (rep *Report, err err
 		err = errors.Join(err, terr)
 		d.report.Total = time.Since(begin)
 		rep = d.report
-		if err == nil {
+		switch {
+		case err == nil:
 			d.summary()
-		} else {
+		case errors.Is(err, context.Canceled):
+			fmt.Fprintf(out, "==> Interrupted after %.1fs; everything is torn down\n", d.report.Total.Seconds())
+		default:
 			fmt.Fprintf(out, "==> FAILED after %.1fs; logs are in %s\n", d.report.Total.Seconds(), filepath.Join(d.opts.Dir, "logs"))
 		}
 	}()
@@ -221,6 +224,10 @@ func (d *demo) runStep(ctx context.Context, n int, title string, fn func(context
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	took := time.Since(begin).Seconds()
+	if err != nil && errors.Is(err, context.Canceled) {
+		d.out.end(fmt.Sprintf("interrupted (%.1fs)", took))
+		return fmt.Errorf("step %d (%s): %w", n, title, err)
+	}
 	if err != nil {
 		d.out.end(fmt.Sprintf("FAILED (%.1fs): %v", took, err))
 		return fmt.Errorf("step %d (%s): %w", n, title, err)

@@ -178,7 +178,7 @@ func (d *demo) failover(ctx context.Context) error {
 	} else {
 		d.printf("%d requests: %s answered from %.2fs; %d failed", requests, next, took.Seconds(), errs)
 	}
-	d.printf("the switch took %.2fs: the others saw %s leave the memberlist and %s sent gratuitous ARP", took.Seconds(), victim, next)
+	d.printf("the switch took %.2fs: the other announcers found %s dead (memberlist probes) and %s sent gratuitous ARP", took.Seconds(), victim, next)
 	if err := d.curl(ctx, ip); err != nil {
 		return err
 	}
