@@ -11,10 +11,10 @@
 #   BENCH_TIMEOUT  go test -timeout per package; default: 20m
 #   GOFLAGS        passed through by go itself (e.g. -tags=...)
 #
-# Benchmarks under test/integration/ start a real apiserver and run once
-# (-benchtime=1x) whatever BENCHTIME says. Packages without a Benchmark
-# function are skipped. Exits non-zero if any package failed, after running
-# them all.
+# Benchmarks under test/integration/ and test/e2e/ start a real apiserver
+# (e2e: and the network-namespace lab) and run once (-benchtime=1x) whatever
+# BENCHTIME says. Packages without a Benchmark function are skipped. Exits
+# non-zero if any package failed, after running them all.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,7 +63,7 @@ for pkg in "${pkgs[@]}"; do
 	name="${rel//\//_}"
 	args=(-run '^$' -bench "${BENCH}" -benchmem -count 1 -timeout "${BENCH_TIMEOUT}")
 	case "${rel}" in
-	test/integration | test/integration/*) args+=(-benchtime=1x) ;;
+	test/integration | test/integration/* | test/e2e/*) args+=(-benchtime=1x) ;;
 	*) [[ -z "${BENCHTIME}" ]] || args+=("-benchtime=${BENCHTIME}") ;;
 	esac
 

@@ -80,7 +80,7 @@ const (
 	memberlistValue = "e2e-test-key-not-secret"
 )
 
-func globalSetup(t *testing.T) {
+func globalSetup(t testing.TB) {
 	t.Helper()
 	if skipWhy != "" {
 		t.Skip(skipWhy)

@@ -29,29 +29,67 @@ func TestScale(t *testing.T) {
 		t.Skip("set BAREMETAL_E2E_SCALE=5000 to run")
 	}
 	tb := newTestbed(t)
-	// A larger IPv6 pool next to the usual one.
-	cfg := cloudConfig + `- name: scale
+	tb.useScalePool()
+	tb.startAll()
+
+	ips := scaleIPs(n)
+	start := time.Now()
+	tb.createScale(ips)
+	t.Logf("%d Services created in %v", n, time.Since(start))
+	tb.waitAnnounced(n, settleTimeout)
+	t.Logf("all %d IPs announced %v after the first create", n, time.Since(start))
+	tb.logUsage("settled")
+
+	for _, i := range []int{0, n / 3, n / 2, n - 1} {
+		ip := ips[i]
+		owner := expectedOwner(ip, allNodes...)
+		if err := tb.lab.Host(owner).AddVIP(ip); err != nil {
+			t.Fatal(err)
+		}
+		tb.waitServedBy(ip, owner)
+	}
+	tb.saveProfiles("settled")
+	time.Sleep(time.Minute)
+	tb.logUsage("after a quiet minute")
+}
+
+// scalePool is a larger IPv6 pool next to the usual one, for thousands of
+// Services.
+const scalePool = `- name: scale
   protocol: layer2
   addresses:
   - 2001:db8:1::1:0/112
 `
-	if err := os.WriteFile(tb.configFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tb.startAll()
 
+// useScalePool adds scalePool to the cloud-config; call it before the
+// announcers start.
+func (tb *testbed) useScalePool() {
+	tb.t.Helper()
+	if err := os.WriteFile(tb.configFile, []byte(cloudConfig+scalePool), 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+// scaleIPs returns n addresses of scalePool (n ≤ 65536).
+func scaleIPs(n int) []string {
 	ips := make([]string, n)
 	for i := range ips {
 		b := netip.MustParseAddr("2001:db8:1::1:0").As16()
 		b[14], b[15] = byte(i>>8), byte(i)
 		ips[i] = netip.AddrFrom16(b).String()
 	}
+	return ips
+}
+
+// createScale creates one Service per IP, with its status IP written as
+// the CCM would, 16 at a time through a client with room for that.
+func (tb *testbed) createScale(ips []string) {
+	tb.t.Helper()
 	rc := cp.AdminConfig()
 	rc.QPS, rc.Burst = 2000, 4000
 	cs := kubernetes.NewForConfigOrDie(rc)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Minute)
 	defer cancel()
-	start := time.Now()
 	var wg sync.WaitGroup
 	work := make(chan int)
 	errs := make(chan error, 16)
@@ -76,38 +114,46 @@ func TestScale(t *testing.T) {
 	wg.Wait()
 	select {
 	case err := <-errs:
-		t.Fatal(err)
+		tb.t.Fatal(err)
 	default:
 	}
-	t.Logf("%d Services created in %v", n, time.Since(start))
+}
 
-	gauge := regexp.MustCompile(`baremetal_announcer_announced_ips\{protocol="layer2"\} (\d+)`)
-	tb.eventually(fmt.Sprintf("%d IPs announced in total", n), func() bool {
-		total := 0
-		for _, h := range tb.lab.Nodes() {
-			m := gauge.FindStringSubmatch(tb.metrics(h))
-			if m == nil {
-				return false
-			}
-			v, _ := strconv.Atoi(m[1])
-			total += v
-		}
-		return total == n
-	})
-	t.Logf("all %d IPs announced %v after the first create", n, time.Since(start))
-	tb.logUsage("settled")
+var announcedGauge = regexp.MustCompile(`baremetal_announcer_announced_ips\{protocol="layer2"\} (\d+)`)
 
-	for _, i := range []int{0, n / 3, n / 2, n - 1} {
-		ip := ips[i]
-		owner := expectedOwner(ip, allNodes...)
-		if err := tb.lab.Host(owner).AddVIP(ip); err != nil {
-			t.Fatal(err)
+// announcedTotal sums the layer2 IPs the announcers say they announce.
+func (tb *testbed) announcedTotal() (int, error) {
+	total := 0
+	for _, h := range tb.lab.Nodes() {
+		body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472/metrics", 5*time.Second)
+		if err != nil {
+			return 0, err
 		}
-		tb.waitServedBy(ip, owner)
+		m := announcedGauge.FindStringSubmatch(body)
+		if m == nil {
+			return 0, fmt.Errorf("%s: no announced_ips gauge", h.Name())
+		}
+		v, _ := strconv.Atoi(m[1])
+		total += v
 	}
-	tb.saveProfiles("settled")
-	time.Sleep(time.Minute)
-	tb.logUsage("after a quiet minute")
+	return total, nil
+}
+
+// waitAnnounced waits, at most within, until the announcers announce n
+// IPs between them.
+func (tb *testbed) waitAnnounced(n int, within time.Duration) {
+	tb.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		total, err := tb.announcedTotal()
+		if err == nil && total == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("after %v: %d IPs announced (%v), want %d", within, total, err, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // saveProfiles writes node1's heap and a 30 s CPU profile into
@@ -153,23 +199,56 @@ func createWithIP(ctx context.Context, cs kubernetes.Interface, ns, name, ip str
 // time so far, from /proc.
 func (tb *testbed) logUsage(when string) {
 	for _, h := range tb.lab.Nodes() {
-		p := tb.announcers[h.Name()]
-		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
-		field := func(name string) string {
-			for _, l := range strings.Split(string(status), "\n") {
-				if strings.HasPrefix(l, name+":") {
-					return strings.TrimSpace(strings.TrimPrefix(l, name+":"))
-				}
-			}
-			return "?"
+		u, err := readUsage(tb.announcers[h.Name()].Pid())
+		if err != nil {
+			tb.t.Logf("%s, %s: %v", when, h.Name(), err)
+			continue
 		}
-		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
-		cpu := "?"
-		if f := strings.Fields(string(stat)); len(f) > 15 {
-			u, _ := strconv.Atoi(f[13])
-			s, _ := strconv.Atoi(f[14])
-			cpu = (time.Duration(u+s) * 10 * time.Millisecond).String() // USER_HZ = 100
-		}
-		tb.t.Logf("%s, %s: VmRSS %s (anon %s, file %s), VmHWM %s, CPU %s", when, h.Name(), field("VmRSS"), field("RssAnon"), field("RssFile"), field("VmHWM"), cpu)
+		tb.t.Logf("%s, %s: VmRSS %d kB (anon %d kB, file %d kB), VmHWM %d kB, CPU %v", when, h.Name(), u.rssKB, u.anonKB, u.fileKB, u.hwmKB, u.cpu)
 	}
+}
+
+// usage is a process's memory and CPU time, as /proc reports them.
+type usage struct {
+	rssKB, anonKB, fileKB, hwmKB int // VmRSS, RssAnon, RssFile, VmHWM
+	cpu                          time.Duration
+}
+
+// readUsage reads /proc/pid/status and /proc/pid/stat.
+func readUsage(pid int) (usage, error) {
+	var u usage
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	fields := map[string]*int{"VmRSS": &u.rssKB, "RssAnon": &u.anonKB, "RssFile": &u.fileKB, "VmHWM": &u.hwmKB}
+	for _, l := range strings.Split(string(status), "\n") {
+		name, value, ok := strings.Cut(l, ":")
+		if dst := fields[name]; ok && dst != nil {
+			// "  12345 kB"
+			if *dst, err = strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(value), " kB")); err != nil {
+				return u, fmt.Errorf("/proc/%d/status: %s: %w", pid, name, err)
+			}
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// The command name (field 2) may hold spaces; count from after it.
+	rest := string(stat)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest) // f[0] is field 3 (state): utime is f[11], stime f[12]
+	if len(f) < 13 {
+		return u, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.Atoi(f[11])
+	st, err2 := strconv.Atoi(f[12])
+	if err1 != nil || err2 != nil {
+		return u, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
+	}
+	u.cpu = time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100
+	return u, nil
 }

@@ -1,0 +1,417 @@
+package layer2
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
+)
+
+// The benchmarks time what a user of a layer-2 IP waits for, in the lab,
+// with the real announcer binaries and apiserver. Each runs its scenario
+// once; run them with -benchtime=1x and without -race:
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./test/e2e/layer2/
+//
+// Every benchmark reports its figures with b.ReportMetric, logs them next
+// to MetalLB's published figures, and writes the same text to
+// bench/results/<name>.txt. The figures depend on the machine and on
+// whatever else runs on it; the load average at the start is recorded with
+// them.
+
+// MetalLB's published figures, for comparison.
+const (
+	metallbCrashP50 = 6300 * time.Millisecond // layer2, node crash
+	metallbCrashMax = 7800 * time.Millisecond
+	metallbRSSLowMB = 75 // speaker RSS
+	metallbRSSHiMB  = 78
+)
+
+const (
+	// trials of each kind of failover.
+	trials = 10
+	// benchWithin bounds one benchmark's whole scenario.
+	benchWithin = 20 * time.Minute
+	// probeEvery is how often the client starts a request while it waits
+	// for the new owner. Requests overlap, so one stuck on a dead MAC
+	// (up to requestWait) does not hide the ones after it.
+	probeEvery = 10 * time.Millisecond
+)
+
+// shippedArgs make the announcers log as the shipped DaemonSet does (no
+// -v), so that logging at V(2) does not weigh on the figures.
+var shippedArgs = []string{"--v=0"}
+
+// benchTestbed is a testbed whose announcers run as shipped, all started.
+// It also notes the load average for writeResult.
+func benchTestbed(b *testing.B, pool bool) *testbed {
+	b.Helper()
+	loadAtStart = loadAvg()
+	tb := newTestbedWithin(b, benchWithin)
+	tb.extraArgs = shippedArgs
+	if pool {
+		tb.useScalePool()
+	}
+	tb.startAll()
+	return tb
+}
+
+// BenchmarkFailover measures, for an IPv4 and an IPv6 address, the time
+// from the owner's failure to the first client request answered by the
+// new owner, over 10 trials each: SIGKILL of the owner's announcer (the
+// node itself stays up), and a node crash (the owner's switch port
+// unplugged, so neither its announcer nor its HTTP server is reachable).
+// Between trials the owner comes back and must serve again.
+func BenchmarkFailover(b *testing.B) {
+	tb := benchTestbed(b, false)
+	// One Service per address, so that the trials' victims vary.
+	v4 := []string{"203.0.113.200", "203.0.113.201", "203.0.113.202", "203.0.113.203", "203.0.113.204", "203.0.113.205"}
+	v6 := []string{"2001:db8:1::200", "2001:db8:1::201"}
+	owners := tb.spread(append(slices.Clone(v4), v6...)...)
+
+	kinds := []struct {
+		name    string
+		fail    func(victim string)
+		recover func(victim string)
+	}{
+		{"SIGKILL",
+			func(victim string) {
+				if err := tb.announcers[victim].Kill(); err != nil {
+					b.Fatal(err)
+				}
+			},
+			func(victim string) { tb.startAnnouncer(tb.lab.Host(victim)) },
+		},
+		{"node crash",
+			func(victim string) {
+				if err := tb.lab.Unplug(tb.lab.Host(victim)); err != nil {
+					b.Fatal(err)
+				}
+			},
+			func(victim string) {
+				if err := tb.lab.Plug(tb.lab.Host(victim)); err != nil {
+					b.Fatal(err)
+				}
+			},
+		},
+	}
+	type series struct {
+		kind, family string
+		took         []time.Duration
+	}
+	var all []series
+	b.ResetTimer()
+	for _, k := range kinds {
+		for _, fam := range []struct {
+			name string
+			ips  []string
+		}{{"IPv4", v4}, {"IPv6", v6}} {
+			s := series{kind: k.name, family: fam.name}
+			for i := range trials {
+				ip := fam.ips[i%len(fam.ips)]
+				victim := owners[ip]
+				next := expectedOwner(ip, without(allNodes, victim)...)
+				tb.settle(ip, victim)
+				start := time.Now()
+				k.fail(victim)
+				took := tb.firstAnswerFrom(ip, next, start)
+				b.Logf("%s, %s trial %d: %s of %s, served by %s after %v", k.name, fam.name, i+1, ip, victim, next, took)
+				s.took = append(s.took, took)
+				k.recover(victim)
+				tb.settle(ip, victim)
+			}
+			all = append(all, s)
+		}
+	}
+	b.StopTimer()
+
+	var text strings.Builder
+	fmt.Fprintf(&text, "layer2 failover: time from the owner's failure to the first client request answered by the new owner,\n"+
+		"%d trials per row (three nodes, memberlist probe 100 ms; the owner comes back between trials):\n\n", trials)
+	fmt.Fprintf(&text, "  %-11s %-5s %8s %8s %8s   %s\n", "failure", "addr", "p50", "max", "min", "all trials (ms)")
+	for _, s := range all {
+		sorted := slices.Sorted(slices.Values(s.took))
+		p50, worst := percentile(sorted, 50), sorted[len(sorted)-1]
+		tag := strings.ReplaceAll(strings.ToLower(s.kind), " ", "-") + "-" + strings.ToLower(s.family)
+		b.ReportMetric(ms(p50), tag+"-p50-ms")
+		b.ReportMetric(ms(worst), tag+"-max-ms")
+		var each []string
+		for _, d := range s.took {
+			each = append(each, fmt.Sprintf("%.0f", ms(d)))
+		}
+		fmt.Fprintf(&text, "  %-11s %-5s %6.0f ms %5.0f ms %5.0f ms   %s\n", s.kind, s.family, ms(p50), ms(worst), ms(sorted[0]), strings.Join(each, " "))
+	}
+	fmt.Fprintf(&text, "\n  target: under 1 s\n  MetalLB (layer2, node crash): p50 %.1f s, max %.1f s\n", metallbCrashP50.Seconds(), metallbCrashMax.Seconds())
+	writeResult(b, "layer2-failover", text.String())
+}
+
+// firstAnswerFrom starts a request from the client to ip every probeEvery,
+// each bounded by requestWait, and returns how long after start the first
+// answer from want arrived.
+func (tb *testbed) firstAnswerFrom(ip, want string, start time.Time) time.Duration {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, settleTimeout)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, below: no request outlives the call
+	defer cancel()
+	answered := make(chan time.Duration, 1)
+	tick := time.NewTicker(probeEvery)
+	defer tick.Stop()
+	// At most settleTimeout/probeEvery requests, and requestWait/probeEvery
+	// in flight.
+	for {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, err := tb.lab.Client().HTTPGet(ctx, url(ip), requestWait)
+			if err == nil && strings.TrimSpace(body) == want {
+				select {
+				case answered <- time.Since(start):
+				default:
+				}
+			}
+		}()
+		select {
+		case d := <-answered:
+			return d
+		case <-ctx.Done():
+			tb.t.Fatalf("%s not served by %s within %v", ip, want, settleTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// settle waits until every announcer sees three members again and ip is
+// answered by owner alone, and the client's neighbour entry holds its
+// MAC: the state each trial starts from.
+func (tb *testbed) settle(ip, owner string) {
+	tb.t.Helper()
+	for _, h := range tb.lab.Nodes() {
+		tb.waitMembers(h, len(tb.lab.Nodes()))
+	}
+	tb.waitServedBy(ip, owner)
+	tb.eventually(ip+" answered by "+owner+" alone", func() bool {
+		return slices.Equal(tb.answerers(ip), []string{owner})
+	})
+}
+
+// BenchmarkHandover stops the owner's announcer with SIGTERM, 10 times per
+// address family, while the client sends a request every 20 ms for 3 s.
+// It reports the time to the first request answered by the new owner and
+// counts the requests that failed. A request whose connection was open at
+// the instant the client's neighbour entry flipped meets a node that never
+// saw its SYN and is reset; that one is counted apart, as
+// TestSIGTERMHandsOverWithoutAGap does.
+func BenchmarkHandover(b *testing.B) {
+	tb := benchTestbed(b, false)
+	families := []struct{ name, ip string }{{"IPv4", "203.0.113.200"}, {"IPv6", "2001:db8:1::200"}}
+	owners := tb.spread(families[0].ip, families[1].ip)
+
+	var text strings.Builder
+	fmt.Fprintf(&text, "layer2 graceful handover (SIGTERM of the owner's announcer): time to the first request answered by the\n"+
+		"new owner, and requests that failed, the client asking every 20 ms for 3 s; %d trials per row:\n\n", trials)
+	fmt.Fprintf(&text, "  %-5s %8s %8s %9s %9s %9s   %s\n", "addr", "p50", "max", "requests", "failed", "reset", "all trials (ms)")
+	b.ResetTimer()
+	for _, fam := range families {
+		victim := owners[fam.ip]
+		next := expectedOwner(fam.ip, without(allNodes, victim)...)
+		var took []time.Duration
+		var requests, failures, resets int
+		for i := range trials {
+			h := tb.handover(fam.ip, victim, next)
+			b.Logf("SIGTERM, %s trial %d: %s of %s, served by %s after %v; %d of %d requests failed, %d reset in flight",
+				fam.name, i+1, fam.ip, victim, next, h.switched, h.failures, h.requests, h.resets)
+			took = append(took, h.switched)
+			requests += h.requests
+			failures += h.failures
+			resets += h.resets
+			tb.startAnnouncer(tb.lab.Host(victim))
+			tb.settle(fam.ip, victim)
+		}
+		sorted := slices.Sorted(slices.Values(took))
+		p50, worst := percentile(sorted, 50), sorted[len(sorted)-1]
+		tag := strings.ToLower(fam.name)
+		b.ReportMetric(ms(p50), "sigterm-"+tag+"-p50-ms")
+		b.ReportMetric(ms(worst), "sigterm-"+tag+"-max-ms")
+		b.ReportMetric(float64(failures), "sigterm-"+tag+"-failed")
+		b.ReportMetric(float64(resets), "sigterm-"+tag+"-reset")
+		var each []string
+		for _, d := range took {
+			each = append(each, fmt.Sprintf("%.0f", ms(d)))
+		}
+		fmt.Fprintf(&text, "  %-5s %5.0f ms %5.0f ms %9d %9d %9d   %s\n", fam.name, ms(p50), ms(worst), requests, failures, resets, strings.Join(each, " "))
+	}
+	b.StopTimer()
+	text.WriteString("\n  failed: no connection or no answer (target 0); reset: the one connection open at the switch\n")
+	writeResult(b, "layer2-handover", text.String())
+}
+
+// handoverTrial is what the client saw during one SIGTERM handover.
+type handoverTrial struct {
+	switched                   time.Duration
+	requests, failures, resets int
+}
+
+// handover sends SIGTERM to victim's announcer, watches ip from the client
+// for 3 s and waits for the announcer to exit.
+func (tb *testbed) handover(ip, victim, next string) handoverTrial {
+	tb.t.Helper()
+	p := tb.announcers[victim]
+	var h handoverTrial
+	start := time.Now()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		tb.t.Fatal(err)
+	}
+	lastReset := false
+	for time.Since(start) < 3*time.Second {
+		got, err := tb.get(ip)
+		h.requests++
+		switch {
+		case err != nil && strings.Contains(err.Error(), "connection reset by peer") && !lastReset:
+			h.resets++
+			lastReset = true
+		case err != nil:
+			h.failures++
+			tb.t.Logf("request %d at %v failed: %v", h.requests, time.Since(start), err)
+		default:
+			lastReset = false
+			if got == next && h.switched == 0 {
+				h.switched = time.Since(start)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if h.switched == 0 {
+		tb.t.Fatalf("SIGTERM of %s: %s not served by %s within 3 s", victim, ip, next)
+	}
+	if err := p.Wait(tb.ctx); err != nil {
+		tb.t.Fatalf("announcer of %s exited with %v after SIGTERM, want 0", victim, err)
+	}
+	return h
+}
+
+// BenchmarkScale5000 runs the three announcers with 5,000 layer2 Services
+// (IPv6, from the scale pool) and reports their memory and CPU: idle before
+// the first Service, once all are announced, and after a quiet 30 s; and
+// the time from the first create until every IP is announced.
+func BenchmarkScale5000(b *testing.B) {
+	const n = 5000
+	tb := benchTestbed(b, true)
+	// Let start-up work (informer lists, memberlist join) finish.
+	time.Sleep(10 * time.Second)
+	idle := tb.usages(b)
+	ips := scaleIPs(n)
+
+	b.ResetTimer()
+	start := time.Now()
+	tb.createScale(ips)
+	created := time.Since(start)
+	tb.waitAnnounced(n, 5*time.Minute)
+	announced := time.Since(start)
+	b.StopTimer()
+	loaded := tb.usages(b)
+	const quiet = 30 * time.Second
+	time.Sleep(quiet)
+	after := tb.usages(b)
+
+	var text strings.Builder
+	fmt.Fprintf(&text, "layer2 announcer at scale: %d Services with one IPv6 address each, three announcers (shipped flags, --v=0)\n\n", n)
+	fmt.Fprintf(&text, "  Services created in %.1f s (16 writers); all %d IPs announced %.1f s after the first create\n\n", created.Seconds(), n, announced.Seconds())
+	fmt.Fprintf(&text, "  %-6s %10s %12s %12s %10s %14s %14s\n", "node", "idle RSS", "loaded RSS", "RSS +30 s", "peak HWM", "CPU to load", "CPU quiet 30 s")
+	var worst struct {
+		idle, loaded, after, hwm int
+		cpuLoad, cpuQuiet        time.Duration
+	}
+	for _, h := range tb.lab.Nodes() {
+		name := h.Name()
+		i, l, a := idle[name], loaded[name], after[name]
+		cpuLoad, cpuQuiet := l.cpu-i.cpu, a.cpu-l.cpu
+		fmt.Fprintf(&text, "  %-6s %6.1f MiB %8.1f MiB %8.1f MiB %6.1f MiB %12.2f s %12.2f s\n",
+			name, mib(i.rssKB), mib(l.rssKB), mib(a.rssKB), mib(a.hwmKB), cpuLoad.Seconds(), cpuQuiet.Seconds())
+		worst.idle, worst.loaded, worst.after = max(worst.idle, i.rssKB), max(worst.loaded, l.rssKB), max(worst.after, a.rssKB)
+		worst.hwm = max(worst.hwm, a.hwmKB)
+		worst.cpuLoad, worst.cpuQuiet = max(worst.cpuLoad, cpuLoad), max(worst.cpuQuiet, cpuQuiet)
+		b.Logf("%s: idle VmRSS %d kB; loaded VmRSS %d kB (anon %d, file %d), VmHWM %d kB; CPU %v to load, %v in a quiet 30 s",
+			name, i.rssKB, l.rssKB, l.anonKB, l.fileKB, a.hwmKB, cpuLoad, cpuQuiet)
+	}
+	fmt.Fprintf(&text, "\n  RSS is VmRSS, peak is VmHWM (/proc/<pid>/status); CPU is utime+stime (/proc/<pid>/stat)\n"+
+		"  MetalLB speaker RSS: %d-%d MB\n", metallbRSSLowMB, metallbRSSHiMB)
+	b.ReportMetric(announced.Seconds(), "announce-all-s")
+	b.ReportMetric(mib(worst.idle), "rss-idle-MiB")
+	b.ReportMetric(mib(worst.loaded), "rss-loaded-MiB")
+	b.ReportMetric(mib(worst.hwm), "hwm-MiB")
+	b.ReportMetric(worst.cpuLoad.Seconds(), "cpu-load-s")
+	b.ReportMetric(worst.cpuQuiet.Seconds(), "cpu-quiet30s-s")
+	writeResult(b, "layer2-scale-5000", text.String())
+}
+
+// usages reads every announcer's memory and CPU time.
+func (tb *testbed) usages(b *testing.B) map[string]usage {
+	b.Helper()
+	out := map[string]usage{}
+	for _, h := range tb.lab.Nodes() {
+		u, err := readUsage(tb.announcers[h.Name()].Pid())
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[h.Name()] = u
+	}
+	return out
+}
+
+func mib(kB int) float64 { return float64(kB) / 1024 }
+
+// percentile is the nearest-rank percentile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// writeResult stores text as bench/results/name.txt with a header saying
+// when, where and under which load it was measured, and logs it. The same
+// header as test/integration's results.
+func writeResult(b *testing.B, name, text string) {
+	b.Helper()
+	b.Log("\n" + text)
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(root, "bench", "results")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	header := fmt.Sprintf("# %s: %s\n# measured %s on %s, load average at start %s\n# control plane %s, announcer built from this tree, lab of three network-namespace nodes\n\n",
+		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, loadAtStart, controlplane.KubernetesVersion)
+	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(header+text), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// loadAtStart is the load average when the running benchmark started.
+var loadAtStart string
+
+// loadAvg is the 1, 5 and 15 minute load average.
+func loadAvg() string {
+	load, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(load))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
