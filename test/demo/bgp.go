@@ -12,19 +12,21 @@ import (
 )
 
 // bgpSupport says why the announcer cannot announce bgp pools yet, or ""
-// when it can. The demo runs from a checkout, and the announcer binary is
-// built from it: the BGP speaker lives in announcer/bgp.
+// when it can. The demo runs from a checkout and the announcer binary is
+// built from it: it speaks BGP once its command (announcer/app) uses the
+// BGP speaker package, announcer/bgp.
 func bgpSupport(root string) string {
-	files, _ := filepath.Glob(filepath.Join(root, "announcer", "bgp", "*.go"))
+	const pkg = `"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bgp"`
+	files, _ := filepath.Glob(filepath.Join(root, "announcer", "app", "*.go"))
 	for _, f := range files {
-		if !strings.HasSuffix(f, "_test.go") {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), pkg) {
 			return ""
 		}
 	}
-	if _, err := os.Stat(filepath.Join(root, "announcer", "bgp")); err != nil {
-		return "no announcer/bgp package"
-	}
-	return "announcer/bgp has no code"
+	return "announcer/app does not use announcer/bgp"
 }
 
 // routeEntry is one route of vtysh's `show ip route A.B.C.D/M json`.

@@ -47,6 +47,7 @@ type Options struct {
 
 // HoldInfo tells a user how to reach the running demo.
 type HoldInfo struct {
+	ExternalIP string
 	Kubeconfig string
 	Kubectl    string
 	Client     string // the client's network namespace
@@ -101,7 +102,11 @@ const (
 	cpStartBudget   = 3 * time.Minute
 	labBudget       = time.Minute
 	settleTimeout   = 60 * time.Second
-	requestTimeout  = 500 * time.Millisecond
+	// requestTimeout bounds a request of a tally; failoverTimeout one
+	// sent while the IP moves, short so that a request that went astray
+	// costs little of the measured switch.
+	requestTimeout  = 2 * time.Second
+	failoverTimeout = 500 * time.Millisecond
 	pollEvery       = 50 * time.Millisecond
 	processStopWait = 10 * time.Second
 	failoverWindow  = 30 * time.Second
@@ -199,6 +204,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) (rep *Report, err err
 	}
 	if d.opts.Hold != nil {
 		d.opts.Hold(HoldInfo{
+			ExternalIP: d.report.ExternalIP,
 			Kubeconfig: d.cp.AdminKubeconfig(),
 			Kubectl:    d.cp.KubectlPath(),
 			Client:     d.lab.Client().NS(),

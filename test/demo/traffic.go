@@ -13,8 +13,8 @@ import (
 
 // get asks ip from the client over a new connection and returns the node
 // that answered.
-func (d *demo) get(ctx context.Context, ip string) (string, error) {
-	body, err := d.lab.Client().HTTPGet(ctx, "http://"+ip+"/", requestTimeout)
+func (d *demo) get(ctx context.Context, ip string, timeout time.Duration) (string, error) {
+	body, err := d.lab.Client().HTTPGet(ctx, "http://"+ip+"/", timeout)
 	return strings.TrimSpace(body), err
 }
 
@@ -23,7 +23,7 @@ func (d *demo) get(ctx context.Context, ip string) (string, error) {
 func (d *demo) tally(ctx context.Context, ip string, n int) map[string]int {
 	out := map[string]int{}
 	for range n {
-		got, err := d.get(ctx, ip)
+		got, err := d.get(ctx, ip, requestTimeout)
 		if err != nil {
 			got = "error"
 		}
@@ -86,7 +86,7 @@ func (d *demo) curlLayer2(ctx context.Context) error {
 	// and its ARP entry holds that node's MAC.
 	var owner string
 	err := d.eventually(ctx, ip+" to answer the client", func() (bool, error) {
-		got, err := d.get(ctx, ip)
+		got, err := d.get(ctx, ip, requestTimeout)
 		if err != nil || got == "" {
 			return false, nil
 		}
@@ -152,7 +152,7 @@ func (d *demo) failover(ctx context.Context) error {
 	// no longer answers costs at most that; the loop ends at the first
 	// answer from another node.
 	for time.Since(start) < failoverWindow && ctx.Err() == nil {
-		got, err := d.get(ctx, ip)
+		got, err := d.get(ctx, ip, failoverTimeout)
 		requests++
 		switch {
 		case err != nil:

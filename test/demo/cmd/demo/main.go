@@ -54,9 +54,9 @@ func main() {
 			fmt.Printf(`==> Holding; press Ctrl-C to tear down. In another shell, as root:
     export KUBECONFIG=%s
     %s get service
-    ip netns exec %s curl http://<EXTERNAL-IP>/
+    ip netns exec %s curl http://%s/
     (namespaces: %s)
-`, h.Kubeconfig, h.Kubectl, h.Client, strings.Join(h.Namespaces, " "))
+`, h.Kubeconfig, h.Kubectl, h.Client, h.ExternalIP, strings.Join(h.Namespaces, " "))
 			<-ctx.Done()
 		}
 	}
