@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
@@ -217,6 +220,53 @@ func TestInstalledNextHops(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := installedNextHops(tt.in); !slices.Equal(got, tt.want) {
 				t.Errorf("installedNextHops = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCloudConfig checks the demo's cloud-config, with and without BGP: it
+// is valid, its first pool is the walkthrough's (layer2, in the lab's
+// layer-2 range), and the ConfigMap the user applies carries it unchanged.
+func TestCloudConfig(t *testing.T) {
+	tests := []struct {
+		name      string
+		bgp       bool
+		wantPools []string
+		wantPeers int
+	}{
+		{name: "layer 2 only", wantPools: []string{"default"}},
+		{name: "with the bgp pool and the router", bgp: true, wantPools: []string{"default", bgpPoolName}, wantPeers: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text := cloudConfig(tt.bgp)
+			cfg, err := config.Parse([]byte(text))
+			if err != nil {
+				t.Fatalf("cloud-config is invalid: %v\n%s", err, text)
+			}
+			var names []string
+			for _, p := range cfg.Pools {
+				names = append(names, p.Name)
+			}
+			if !slices.Equal(names, tt.wantPools) {
+				t.Errorf("pools %v, want %v", names, tt.wantPools)
+			}
+			if p := cfg.Pools[0]; p.Protocol != "layer2" || !slices.Equal(p.Addresses, []string{lab.L2PoolV4}) {
+				t.Errorf("first pool %s %v, want layer2 %s", p.Protocol, p.Addresses, lab.L2PoolV4)
+			}
+			if len(cfg.Peers) != tt.wantPeers {
+				t.Errorf("%d peers, want %d", len(cfg.Peers), tt.wantPeers)
+			}
+			var cm struct {
+				Metadata struct{ Name, Namespace string }
+				Data     map[string]string
+			}
+			if err := yaml.Unmarshal([]byte(configMapManifest(text)), &cm); err != nil {
+				t.Fatal(err)
+			}
+			if cm.Metadata.Namespace != systemNS || cm.Metadata.Name != "baremetal-cloud-config" || cm.Data["cloud-config.yaml"] != text {
+				t.Errorf("ConfigMap %s/%s carries %q, want %q", cm.Metadata.Namespace, cm.Metadata.Name, cm.Data["cloud-config.yaml"], text)
 			}
 		})
 	}
