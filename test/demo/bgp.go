@@ -75,9 +75,8 @@ func (d *demo) curlBGP(ctx context.Context) error {
 		return nil
 	}
 	client := d.lab.Client()
-	// The client shares the LAN with the nodes, so without this the router
-	// would tell it (ICMP redirect) to skip the router and go to one node
-	// straight, and ECMP would end at the first packet.
+	// The client shares the LAN with the nodes: the router must not send
+	// it ICMP redirects to one node, which would bypass ECMP for that IP.
 	for _, k := range []string{"net.ipv4.conf.all.send_redirects", "net.ipv4.conf.eth0.send_redirects"} {
 		if err := d.lab.Router().SetSysctl(k, "0"); err != nil {
 			return err
