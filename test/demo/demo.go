@@ -99,9 +99,9 @@ const stepCount = 13
 
 // Bounds. Generous: the machine may be a loaded 2-core VM.
 const (
-	cpStartBudget   = 3 * time.Minute
-	labBudget       = time.Minute
-	settleTimeout   = 60 * time.Second
+	cpStartBudget = 3 * time.Minute
+	labBudget     = time.Minute
+	settleTimeout = 60 * time.Second
 	// requestTimeout bounds a request of a tally; failoverTimeout one
 	// sent while the IP moves, short so that a request that went astray
 	// costs little of the measured switch.
