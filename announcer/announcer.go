@@ -7,7 +7,10 @@
 //	Service status IPs (controller)
 //	  → eligible nodes (eligibility)
 //	  → one live owner per IP (owner, over the membership package's live set)
-//	  → an Announcer on the wire (layer2: ARP/NDP; later bgp)
+//	  → an Announcer on the wire (layer2: ARP/NDP)
+//
+// BGP pools have no owner: every eligible node announces their IPs to its
+// routers (package bgp), which spread traffic over them by ECMP.
 //
 // The controller computes, for this node, the complete set of IPs it must
 // announce and hands it to every Announcer with SetAnnouncements. The
@@ -20,6 +23,8 @@ import (
 	"net/netip"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // Protocol says how an IP is made reachable.
@@ -43,6 +48,10 @@ type Announcement struct {
 	// Services are the Services that have this IP in their status; more
 	// than one when the IP is shared.
 	Services []types.NamespacedName
+	// Advertisements say how a bgp pool's IP is announced (prefix length,
+	// communities, local preference); never empty for a bgp announcement,
+	// since config validation gives every bgp pool one.
+	Advertisements []config.BGPAdvertisement
 }
 
 // Announcer makes IPs reachable from outside the cluster.

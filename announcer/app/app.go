@@ -33,6 +33,7 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/controller"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/layer2"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/membership"
@@ -55,6 +56,7 @@ type Options struct {
 	MemberlistBindPort        int
 	MemberlistSecret          string
 	MemberlistSecretNamespace string
+	Namespace                 string
 	MetricsBindAddress        string
 	HandoverDelay             time.Duration
 	Profiling                 bool
@@ -66,14 +68,16 @@ func NewCommand() *cobra.Command {
 	o := &Options{Logs: logs.NewOptions()}
 	cmd := &cobra.Command{
 		Use:   Component,
-		Short: "Makes LoadBalancer IPs reachable: one live node per layer2 IP answers ARP and NDP for it.",
+		Short: "Makes LoadBalancer IPs reachable: one live node per layer2 IP answers ARP and NDP for it; every eligible node announces bgp IPs to its routers.",
 		Long: `baremetal-announcer runs on every node (a DaemonSet with host networking).
 It reads the same cloud-config as the baremetal cloud-controller-manager,
 watches Services, EndpointSlices and Nodes, and, for every IP that a
 LoadBalancer Service got from a layer2 pool, elects one live eligible node
 to answer ARP and IPv6 neighbor solicitations for it. Liveness comes from
 gossip among the announcers (memberlist), so an IP moves within a second
-of its node failing.`,
+of its node failing. IPs from bgp pools are announced by every eligible
+node to the peers whose node-selectors match it, with an embedded BGP
+speaker that dials out (it does not listen on port 179).`,
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -96,6 +100,7 @@ of its node failing.`,
 	fs.IntVar(&o.MemberlistBindPort, "memberlist-bind-port", membership.DefaultPort, "TCP and UDP port for memberlist gossip among announcers.")
 	fs.StringVar(&o.MemberlistSecret, "memberlist-secret", "", "Name of the Secret whose '"+SecretKey+"' encrypts memberlist gossip. Empty means no encryption (tests only).")
 	fs.StringVar(&o.MemberlistSecretNamespace, "memberlist-secret-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of --memberlist-secret. Default $POD_NAMESPACE.")
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The announcer's namespace, where it reads the Secrets named by peers' password-secret. Default $POD_NAMESPACE.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":7472", "Address for /metrics and /healthz. \"0\" disables them.")
 	fs.DurationVar(&o.HandoverDelay, "handover-delay", time.Second, "On SIGTERM, how long to keep answering after leaving the membership, while the new owners announce themselves.")
 	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go profiles on /debug/pprof/ of --metrics-bind-address.")
@@ -178,6 +183,7 @@ func Run(ctx context.Context, o *Options) error {
 	controller.RegisterMetrics()
 	layer2.RegisterMetrics()
 	membership.RegisterMetrics()
+	bgp.RegisterMetrics()
 	stopHTTP, err := serveMetrics(logger, o.MetricsBindAddress, o.Profiling, &running)
 	if err != nil {
 		return err
@@ -192,17 +198,25 @@ func Run(ctx context.Context, o *Options) error {
 	l2 := layer2.New(logger.WithName("layer2"))
 	defer l2.Close()
 
+	// The BGP speaker starts its sessions only once it has peers, so a
+	// cluster without BGP runs none.
+	speaker := bgp.New(bgp.Config{Logger: logger.WithName("bgp")})
+	defer speaker.Close()
+	passwords := newPasswordSource(client, o.Namespace, cloud)
+
 	var nodeIP netip.Addr
 	if o.NodeIP != "" {
 		nodeIP = netip.MustParseAddr(o.NodeIP).Unmap()
 	}
 	ctrl := controller.New(controller.Config{
-		NodeName: o.NodeName,
-		NodeIP:   nodeIP,
-		Cloud:    cloud,
-		Client:   client,
-		Layer2:   l2,
-		Recorder: recorder,
+		NodeName:  o.NodeName,
+		NodeIP:    nodeIP,
+		Cloud:     cloud,
+		Client:    client,
+		Layer2:    l2,
+		BGP:       speaker,
+		Passwords: passwords.Password,
+		Recorder:  recorder,
 		DefaultInterface: func() (string, error) {
 			return layer2.InterfaceWithAddr(nodeIP)
 		},
@@ -222,6 +236,9 @@ func Run(ctx context.Context, o *Options) error {
 	if err := ctrl.Start(informerCtx); err != nil {
 		return err
 	}
+	if err := passwords.Start(informerCtx, ctrl.Trigger); err != nil {
+		return err
+	}
 
 	if !nodeIP.IsValid() {
 		nodeIP, err = waitForNodeIP(ctx, ctrl)
@@ -229,6 +246,7 @@ func Run(ctx context.Context, o *Options) error {
 			return err
 		}
 	}
+	speaker.SetDefaultRouterID(routerID(ctrl, nodeIP))
 	secret, err := readSecret(ctx, client, o.MemberlistSecretNamespace, o.MemberlistSecret)
 	if err != nil {
 		return err
@@ -269,6 +287,12 @@ func Run(ctx context.Context, o *Options) error {
 	logger.Info("Stopping: handing over to the other announcers", "delay", o.HandoverDelay)
 	stopRun()
 	<-runDone
+	// Routers drain the node while its sessions are still up: withdraw
+	// every BGP route first, and close the sessions only when the
+	// announcer exits, after the handover delay.
+	if err := speaker.WithdrawAll(context.Background()); err != nil {
+		logger.Error(err, "Withdrawing BGP routes")
+	}
 	l2.Quiesce()
 	if err := ms.Leave(o.HandoverDelay); err != nil {
 		logger.Error(err, "Leaving the membership")

@@ -72,6 +72,13 @@ type Config struct {
 	Client kubernetes.Interface
 	// Layer2 announces the IPs of layer2 pools that this node owns.
 	Layer2 announcer.Announcer
+	// BGP announces the IPs of bgp pools this node is eligible for, to
+	// the peers whose node-selectors match this node. Nil leaves bgp
+	// pools unannounced.
+	BGP BGPSpeaker
+	// Passwords resolves the password-secret of peers. Nil makes every
+	// peer with a password-secret fail to resolve.
+	Passwords func(config.SecretKeyRef) (string, error)
 	// Recorder records events on Services.
 	Recorder record.EventRecorder
 	// DefaultInterface returns the interface that holds the node's IP; it
@@ -79,6 +86,13 @@ type Config struct {
 	DefaultInterface func() (string, error)
 	// ResyncPeriod is DefaultResyncPeriod when zero.
 	ResyncPeriod time.Duration
+}
+
+// BGPSpeaker is the BGP announcer (package bgp).
+type BGPSpeaker interface {
+	announcer.Announcer
+	// SetPeers sets the peers this node talks to, passwords resolved.
+	SetPeers([]config.Peer) error
 }
 
 // Controller computes and applies this node's announcements.
@@ -97,6 +111,10 @@ type Controller struct {
 	defaultInterface string
 	announced        map[netip.Addr]announcer.Announcement
 	owners           map[netip.Addr]string
+	bgpAnnounced     int
+	// peerErrors are the peers' password problems last logged, so that
+	// each is logged when it appears and not on every pass.
+	peerErrors map[string]string
 }
 
 // New builds a Controller and its informers. Call Start, then Run.
@@ -105,11 +123,12 @@ func New(cfg Config) *Controller {
 		cfg.ResyncPeriod = DefaultResyncPeriod
 	}
 	c := &Controller{
-		cfg:       cfg,
-		factory:   informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(strip)),
-		trigger:   make(chan struct{}, 1),
-		announced: map[netip.Addr]announcer.Announcement{},
-		owners:    map[netip.Addr]string{},
+		cfg:        cfg,
+		factory:    informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(strip)),
+		trigger:    make(chan struct{}, 1),
+		announced:  map[netip.Addr]announcer.Announcement{},
+		owners:     map[netip.Addr]string{},
+		peerErrors: map[string]string{},
 	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.Trigger() },
@@ -263,7 +282,7 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		members.SetPeers(c.PeerIPs(self))
 	}
 
-	decisions, mine := decide(snapshot{
+	snap := snapshot{
 		cloud:            c.cfg.Cloud,
 		self:             c.cfg.NodeName,
 		defaultInterface: c.defaultInterface,
@@ -271,7 +290,8 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		nodes:            nodes,
 		endpointNodes:    c.endpointNodes,
 		live:             live,
-	})
+	}
+	decisions, mine := decide(snap)
 
 	err := c.cfg.Layer2.SetAnnouncements(mine)
 	if err != nil {
@@ -282,12 +302,82 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 	}
 	announcedIPs.WithLabelValues(string(announcer.Layer2)).Set(float64(len(mine)))
 
+	if c.cfg.BGP != nil {
+		c.reconcileBGP(logger, snap)
+	}
+
 	c.recordChanges(logger, decisions, mine)
 	c.announced = mine
 	clear(c.owners)
 	for ip, d := range decisions {
 		c.owners[ip] = d.owner
 	}
+}
+
+// reconcileBGP gives the BGP speaker this node's peers and announcements.
+func (c *Controller) reconcileBGP(logger klog.Logger, snap snapshot) {
+	// Without its Node object the node is not eligible for anything, and
+	// its peers cannot be selected: keep the sessions, announce nothing.
+	if self, err := c.Node(); err == nil {
+		if err := c.cfg.BGP.SetPeers(c.peersFor(logger, self)); err != nil {
+			logger.Error(err, "Some BGP peers could not be set up; retrying on the next pass")
+		}
+	}
+	mine := decideBGP(snap)
+	if err := c.cfg.BGP.SetAnnouncements(mine); err != nil {
+		logger.Error(err, "Some BGP routes could not be set up; retrying on the next pass")
+		reconciles.WithLabelValues("error").Inc()
+	}
+	if len(mine) != c.bgpAnnounced {
+		logger.V(2).Info("BGP announcements", "ips", len(mine), "before", c.bgpAnnounced)
+	}
+	c.bgpAnnounced = len(mine)
+	announcedIPs.WithLabelValues(string(announcer.BGP)).Set(float64(len(mine)))
+}
+
+// peersFor returns the configured peers whose node-selectors match node,
+// with passwords taken from their Secrets. A peer whose password cannot
+// be read is left out, and the problem logged when it first appears:
+// dialling it without its password would only fail.
+func (c *Controller) peersFor(logger klog.Logger, node *corev1.Node) []config.Peer {
+	var out []config.Peer
+	seen := map[string]bool{}
+	for i, p := range c.cfg.Cloud.Peers {
+		if !eligibility.MatchesAny(p.NodeSelector, node.Labels) {
+			continue
+		}
+		if ref := p.PasswordSecret; ref != nil {
+			key := fmt.Sprintf("peers[%d]", i)
+			seen[key] = true
+			pw, err := c.password(*ref)
+			if err != nil {
+				if msg := err.Error(); c.peerErrors[key] != msg {
+					logger.Error(err, "Cannot read the BGP password; not peering until it can be read", "peer", p.Address, "config", key+".password-secret")
+					c.peerErrors[key] = msg
+				}
+				continue
+			}
+			if c.peerErrors[key] != "" {
+				logger.Info("BGP password readable again", "peer", p.Address, "config", key+".password-secret")
+			}
+			delete(c.peerErrors, key)
+			p.Password = pw
+		}
+		out = append(out, p)
+	}
+	for key := range c.peerErrors {
+		if !seen[key] {
+			delete(c.peerErrors, key)
+		}
+	}
+	return out
+}
+
+func (c *Controller) password(ref config.SecretKeyRef) (string, error) {
+	if c.cfg.Passwords == nil {
+		return "", errors.New("no Secret source configured")
+	}
+	return c.cfg.Passwords(ref)
 }
 
 // selfIP is the node's IP from its Node object, if known.

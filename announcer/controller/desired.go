@@ -38,10 +38,11 @@ type ipDecision struct {
 	owner string
 }
 
-// decide computes, for every IP in a layer2 pool that a LoadBalancer
-// Service has in its status, which node announces it, and returns the
-// decisions with the announcements this node must make.
-func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.Announcement) {
+// group collects, for every IP of a pool of the given protocol that a
+// LoadBalancer Service has in its status, the pool and the Services.
+// Only IPs from our own pools are ever announced: any other address may
+// belong to a gateway or a host.
+func group(s snapshot, protocol config.Protocol) map[netip.Addr]*ipDecision {
 	decisions := map[netip.Addr]*ipDecision{}
 	for _, svc := range s.services {
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
@@ -56,11 +57,7 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 			d := decisions[ip]
 			if d == nil {
 				pool := poolOf(s.cloud, ip)
-				// Only IPs from our layer2 pools are ever answered for:
-				// any other address may belong to a gateway or a host.
-				// BGP pools are announced by every eligible node, not by
-				// an owner; their Announcer comes with the BGP support.
-				if pool == nil || pool.Protocol != config.Layer2 {
+				if pool == nil || pool.Protocol != protocol {
 					continue
 				}
 				d = &ipDecision{pool: pool}
@@ -71,6 +68,28 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 			}
 		}
 	}
+	for _, d := range decisions {
+		slices.SortFunc(d.services, func(a, b *corev1.Service) int {
+			return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+		})
+	}
+	return decisions
+}
+
+// serviceNames lists the names of d's Services.
+func serviceNames(d *ipDecision) []types.NamespacedName {
+	out := make([]types.NamespacedName, 0, len(d.services))
+	for _, svc := range d.services {
+		out = append(out, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+	}
+	return out
+}
+
+// decide computes, for every IP in a layer2 pool that a LoadBalancer
+// Service has in its status, which node announces it, and returns the
+// decisions with the announcements this node must make.
+func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.Announcement) {
+	decisions := group(s, config.Layer2)
 
 	// Which nodes may announce a pool's IPs does not depend on the
 	// Service, so it is worked out once per pool and pass.
@@ -86,9 +105,6 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 			}
 			poolNodes[d.pool] = names
 		}
-		slices.SortFunc(d.services, func(a, b *corev1.Service) int {
-			return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
-		})
 		d.owner = owner.Pick(ip, candidates(s, d, poolNodes[d.pool]))
 		if d.owner != s.self {
 			continue
@@ -100,13 +116,38 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 			}
 			ifaces = []string{s.defaultInterface}
 		}
-		an := announcer.Announcement{Pool: d.pool.Name, Interfaces: ifaces}
-		for _, svc := range d.services {
-			an.Services = append(an.Services, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
-		}
-		mine[ip] = an
+		mine[ip] = announcer.Announcement{Pool: d.pool.Name, Interfaces: ifaces, Services: serviceNames(d)}
 	}
 	return decisions, mine
+}
+
+// decideBGP returns the IPs of bgp pools this node announces: every IP
+// whose pool it is eligible for (Ready, not excluded, matching the pool's
+// node-selectors) and, for externalTrafficPolicy: Local, where it has a
+// ready endpoint, by the same rule for shared IPs as layer2's candidates.
+// There is no owner and no liveness: every eligible node announces, the
+// routers spread traffic over them by ECMP, and a dead node's routes go
+// with its BGP sessions.
+func decideBGP(s snapshot) map[netip.Addr]announcer.Announcement {
+	decisions := group(s, config.BGP)
+	poolNodes := map[*config.Pool][]string{}
+	mine := map[netip.Addr]announcer.Announcement{}
+	for ip, d := range decisions {
+		names, ok := poolNodes[d.pool]
+		if !ok {
+			for _, n := range s.nodes {
+				if eligibility.NodeEligible(n, d.pool) {
+					names = append(names, n.Name)
+				}
+			}
+			poolNodes[d.pool] = names
+		}
+		if !slices.Contains(names, s.self) || !slices.Contains(candidates(s, d, names), s.self) {
+			continue
+		}
+		mine[ip] = announcer.Announcement{Pool: d.pool.Name, Services: serviceNames(d), Advertisements: d.pool.BGPAdvertisements}
+	}
+	return mine
 }
 
 // candidates are the live nodes eligible for every Service that shares
