@@ -3,7 +3,6 @@ package bgp
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -106,11 +105,6 @@ func diffRoutes(have, want routeSet) (add, del []netip.Prefix) {
 
 func comparePrefix(a, b netip.Prefix) int {
 	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
-}
-
-// sortedPrefixes returns the prefixes of s in order.
-func sortedPrefixes(s routeSet) []netip.Prefix {
-	return slices.SortedFunc(maps.Keys(s), comparePrefix)
 }
 
 var (

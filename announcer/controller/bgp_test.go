@@ -1,0 +1,201 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/klog/v2/ktesting"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/eligibility"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+const bgpTestConfig = `
+peers:
+- peer-address: 203.0.113.1
+  peer-asn: 64512
+  my-asn: 64513
+- peer-address: 203.0.113.2
+  peer-asn: 64512
+  my-asn: 64513
+  password-secret: {name: bgp-password}
+  node-selectors:
+  - match-labels: {rack: a}
+- peer-address: 2001:db8:1::1
+  peer-asn: 64512
+  my-asn: 64513
+  password: literal
+  node-selectors:
+  - match-expressions:
+    - {key: rack, operator: In, values: [b]}
+address-pools:
+- name: routed
+  protocol: bgp
+  addresses: [198.51.100.0/24, 2001:db8:2::/120]
+  bgp-advertisements:
+  - communities: ["65000:1"]
+  - aggregation-length: 24
+- name: rack-a
+  protocol: bgp
+  addresses: [192.0.2.0/24]
+  node-selectors:
+  - match-labels: {rack: a}
+- name: lan
+  protocol: layer2
+  addresses: [203.0.113.200-203.0.113.210]
+`
+
+func bgpCloud(t testing.TB) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(bgpTestConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestDecideBGP checks which bgp IPs each node announces: every eligible
+// node, with no owner and no liveness.
+func TestDecideBGP(t *testing.T) {
+	cloud := bgpCloud(t)
+	nodes := []*corev1.Node{
+		readyNode("node1", map[string]string{"rack": "a"}, "203.0.113.11"),
+		readyNode("node2", map[string]string{"rack": "b"}, "203.0.113.12"),
+		readyNode("node3", map[string]string{"rack": "a"}, "203.0.113.13"),
+	}
+	notReady := readyNode("node4", nil, "203.0.113.14")
+	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
+	excluded := readyNode("node5", map[string]string{eligibility.ExcludeLabel: "true"}, "203.0.113.15")
+	endpointsOn := func(m map[string][]string) func(*corev1.Service) map[string]bool {
+		return func(s *corev1.Service) map[string]bool {
+			out := map[string]bool{}
+			for _, n := range m[s.Name] {
+				out[n] = true
+			}
+			return out
+		}
+	}
+	cluster, local := corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal
+	clusterIP := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "was-lb"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.99"}}}}}
+
+	tests := []struct {
+		name      string
+		services  []*corev1.Service
+		endpoints func(*corev1.Service) map[string]bool
+		// want maps each node to the IPs it announces.
+		want map[string][]string
+	}{{
+		name:     "every eligible node announces, IPv4 and IPv6, whatever the members",
+		services: []*corev1.Service{lbService("ns", "web", cluster, "198.51.100.10", "2001:db8:2::10")},
+		want: map[string][]string{
+			"node1": {"198.51.100.10", "2001:db8:2::10"}, "node2": {"198.51.100.10", "2001:db8:2::10"},
+			"node3": {"198.51.100.10", "2001:db8:2::10"}, "node4": nil, "node5": nil,
+		},
+	}, {
+		name:     "the pool's node selector",
+		services: []*corev1.Service{lbService("ns", "web", cluster, "192.0.2.10")},
+		want:     map[string][]string{"node1": {"192.0.2.10"}, "node2": nil, "node3": {"192.0.2.10"}},
+	}, {
+		name:      "Local: only nodes with a ready endpoint",
+		services:  []*corev1.Service{lbService("ns", "web", local, "198.51.100.10")},
+		endpoints: endpointsOn(map[string][]string{"web": {"node2", "node4"}}),
+		want:      map[string][]string{"node1": nil, "node2": {"198.51.100.10"}, "node3": nil, "node4": nil},
+	}, {
+		name:     "Local without endpoints: nobody",
+		services: []*corev1.Service{lbService("ns", "web", local, "198.51.100.10")},
+		want:     map[string][]string{"node1": nil, "node2": nil, "node3": nil},
+	}, {
+		name: "shared IP: the nodes that suit both Local Services",
+		services: []*corev1.Service{
+			lbService("ns", "tcp", local, "198.51.100.10"),
+			lbService("ns", "udp", local, "198.51.100.10"),
+		},
+		endpoints: endpointsOn(map[string][]string{"tcp": {"node1", "node3"}, "udp": {"node3", "node2"}}),
+		want:      map[string][]string{"node1": nil, "node2": nil, "node3": {"198.51.100.10"}},
+	}, {
+		name: "not bgp pools, not LoadBalancer, not ours: nothing",
+		services: []*corev1.Service{
+			lbService("ns", "l2", cluster, "203.0.113.200"),
+			lbService("ns", "outside", cluster, "192.168.1.1"),
+			clusterIP,
+		},
+		want: map[string][]string{"node1": nil, "node2": nil, "node3": nil},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eps := tt.endpoints
+			if eps == nil {
+				eps = func(*corev1.Service) map[string]bool { return nil }
+			}
+			for self, want := range tt.want {
+				mine := decideBGP(snapshot{
+					cloud: cloud, self: self, services: tt.services, endpointNodes: eps,
+					nodes: append(slices.Clone(nodes), notReady, excluded),
+				})
+				var got []string
+				for ip, an := range mine {
+					got = append(got, ip.String())
+					pool := poolOf(cloud, ip)
+					if an.Pool != pool.Name || len(an.Advertisements) != len(pool.BGPAdvertisements) || len(an.Services) == 0 {
+						t.Errorf("%s: announcement of %s = %+v, want pool %s with its advertisements and Services", self, ip, an, pool.Name)
+					}
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Errorf("%s announces %v, want %v", self, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestPeersFor checks peer selection by node-selectors and passwords from
+// Secrets.
+func TestPeersFor(t *testing.T) {
+	cloud := bgpCloud(t)
+	secret := func(pw string, err error) func(config.SecretKeyRef) (string, error) {
+		return func(ref config.SecretKeyRef) (string, error) {
+			if ref.Name != "bgp-password" || ref.Key != config.DefaultPasswordKey {
+				return "", fmt.Errorf("unexpected ref %+v", ref)
+			}
+			return pw, err
+		}
+	}
+	tests := []struct {
+		name      string
+		labels    map[string]string
+		passwords func(config.SecretKeyRef) (string, error)
+		want      []string // address=password
+	}{
+		{"no labels: only the peer without selectors", nil, nil, []string{"203.0.113.1="}},
+		{"rack a: password from the Secret", map[string]string{"rack": "a"}, secret("s3cret", nil), []string{"203.0.113.1=", "203.0.113.2=s3cret"}},
+		{"rack a, Secret unreadable: that peer is left out", map[string]string{"rack": "a"}, secret("", errors.New("Secret baremetal-system/bgp-password does not exist")), []string{"203.0.113.1="}},
+		{"rack a, no Secret source: that peer is left out", map[string]string{"rack": "a"}, nil, []string{"203.0.113.1="}},
+		{"rack b: match-expressions, literal password", map[string]string{"rack": "b"}, nil, []string{"203.0.113.1=", "2001:db8:1::1=literal"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(Config{Cloud: cloud, Passwords: tt.passwords, Client: fake.NewClientset()})
+			logger, _ := ktesting.NewTestContext(t)
+			var got []string
+			for _, p := range c.peersFor(logger, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: tt.labels}}) {
+				got = append(got, p.Address.String()+"="+p.Password)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("peers %v, want %v", got, tt.want)
+			}
+			// The configuration itself is not changed.
+			for _, p := range cloud.Peers {
+				if p.PasswordSecret != nil && p.Password != "" {
+					t.Errorf("peersFor wrote the password into the config")
+				}
+			}
+		})
+	}
+}
