@@ -1,9 +1,13 @@
 package bgp
 
 import (
+	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestServiceRoutedByECMP is the user's story: a Service gets IPs from a
@@ -26,5 +30,153 @@ func TestServiceRoutedByECMP(t *testing.T) {
 			seen[node]++
 		}
 		t.Logf("GET %s from the router, 12 connections: answered by %v", ip, seen)
+	}
+}
+
+// TestLocalTrafficFollowsEndpoint: with externalTrafficPolicy: Local only
+// the node with the endpoint is a next hop, and moving the endpoint moves
+// the next hop.
+func TestLocalTrafficFollowsEndpoint(t *testing.T) {
+	tb := newTestbed(t, options{})
+	tb.startAll()
+	tb.setEndpoints("local", "node2")
+	tb.createService("local", corev1.ServiceExternalTrafficPolicyLocal, "198.51.100.11")
+	tb.waitRoute("198.51.100.11", "node2")
+	if got, err := tb.get("198.51.100.11"); err != nil || got != "node2" {
+		t.Fatalf("GET from the router: %q, %v; want node2", got, err)
+	}
+	tb.setEndpoints("local", "node3")
+	took := tb.waitRoute("198.51.100.11", "node3")
+	t.Logf("next hop moved to node3 %v after the endpoint moved", took)
+	if got, err := tb.get("198.51.100.11"); err != nil || got != "node3" {
+		t.Fatalf("GET from the router: %q, %v; want node3", got, err)
+	}
+	tb.setEndpoints("local", "node1", "node3")
+	tb.waitRoute("198.51.100.11", "node1", "node3")
+	tb.setEndpoints("local")
+	tb.waitRoute("198.51.100.11")
+}
+
+// TestWithdrawal: a route is withdrawn everywhere (FRR's BGP table, its
+// RIB, the router's kernel) when its Service is deleted or stops being a
+// LoadBalancer, and a node leaves the ECMP set when it is excluded from
+// load balancers or not Ready.
+func TestWithdrawal(t *testing.T) {
+	tb := newTestbed(t, options{})
+	tb.startAll()
+	all := []string{"node1", "node2", "node3"}
+
+	svc := tb.createService("deleted", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10", "2001:db8:2::10")
+	tb.waitRoute("198.51.100.10", all...)
+	tb.waitRoute("2001:db8:2::10", all...)
+	if err := tb.cs.CoreV1().Services(tb.ns).Delete(tb.ctx, svc.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Service deleted: IPv4 route gone %v later", tb.waitRoute("198.51.100.10"))
+	tb.waitRoute("2001:db8:2::10")
+
+	svc = tb.createService("retyped", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.11")
+	tb.waitRoute("198.51.100.11", all...)
+	svc, err := tb.cs.CoreV1().Services(tb.ns).Get(tb.ctx, svc.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.Type = corev1.ServiceTypeClusterIP
+	svc.Spec.ExternalTrafficPolicy = ""
+	if _, err := tb.cs.CoreV1().Services(tb.ns).Update(tb.ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Service became ClusterIP: route gone %v later", tb.waitRoute("198.51.100.11"))
+
+	tb.createService("excluded", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.12")
+	tb.waitRoute("198.51.100.12", all...)
+	tb.labelNode("node2", corev1.LabelNodeExcludeBalancers, "true")
+	t.Logf("node2 excluded: left the ECMP set %v later", tb.waitRoute("198.51.100.12", "node1", "node3"))
+	tb.labelNode("node2", corev1.LabelNodeExcludeBalancers, "")
+	tb.waitRoute("198.51.100.12", all...)
+	tb.setNodeReady("node3", false)
+	t.Logf("node3 not Ready: left the ECMP set %v later", tb.waitRoute("198.51.100.12", "node1", "node2"))
+	tb.setNodeReady("node3", true)
+	tb.waitRoute("198.51.100.12", all...)
+}
+
+// TestSIGTERMDrainsFirst: on SIGTERM an announcer withdraws its routes
+// while its session is still up, so the router drains the node before
+// the session closes; after SIGKILL the router drops the node's next hop
+// as soon as the TCP session drops.
+func TestSIGTERMDrainsFirst(t *testing.T) {
+	tb := newTestbed(t, options{})
+	tb.startAll()
+	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10")
+	prefix := hostPrefix("198.51.100.10")
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+
+	node1 := tb.lab.Host("node1").IPv4().String()
+	start := time.Now()
+	if err := tb.announcers["node1"].Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Read the BGP table, then the session: a table without node1 while
+	// the session is still established means the withdrawal came first.
+	var withdrawn time.Duration
+	var stateThen string
+	tb.eventually("node1 withdrawn from "+prefix, func() bool {
+		if slices.Contains(tb.bgpNexthops(prefix), node1) {
+			return false
+		}
+		withdrawn, stateThen = time.Since(start), tb.neighbors()[node1]
+		return true
+	})
+	if stateThen != "Established" {
+		t.Fatalf("node1's route went with its session (state %q when the route was gone): no graceful withdrawal", stateThen)
+	}
+	tb.waitSession(tb.lab.Host("node1").IPv4(), false)
+	t.Logf("SIGTERM: node1 withdrawn after %v with its session still established; session closed after %v", withdrawn.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	tb.waitRoute("198.51.100.10", "node2", "node3")
+	if err := tb.announcers["node1"].Wait(tb.ctx); err != nil {
+		t.Errorf("announcer after SIGTERM: %v", err)
+	}
+
+	start = time.Now()
+	if err := tb.announcers["node2"].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	took := tb.waitRoute("198.51.100.10", "node3")
+	t.Logf("SIGKILL: node2 left the ECMP set everywhere %v after the kill", time.Since(start).Round(time.Millisecond))
+	_ = took
+	if got, err := tb.get("198.51.100.10"); err != nil || got != "node3" {
+		t.Fatalf("GET from the router: %q, %v; want node3", got, err)
+	}
+}
+
+// TestFRRRestart: when the router restarts, the sessions come back and so
+// does every route.
+func TestFRRRestart(t *testing.T) {
+	tb := newTestbed(t, options{})
+	tb.startAll()
+	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10", "2001:db8:2::10")
+	tb.setEndpoints("local", "node3")
+	tb.createService("local", corev1.ServiceExternalTrafficPolicyLocal, "198.51.100.11")
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+	tb.waitRoute("2001:db8:2::10", "node1", "node2", "node3")
+	tb.waitRoute("198.51.100.11", "node3")
+
+	if err := tb.frr.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	start := time.Now()
+	if tb.frr, err = tb.lab.StartFRR(tb.ctx, tb.bgpd); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+	tb.waitRoute("2001:db8:2::10", "node1", "node2", "node3")
+	tb.waitRoute("198.51.100.11", "node3")
+	t.Logf("every route back %v after FRR restarted", time.Since(start).Round(time.Millisecond))
+	for _, h := range tb.lab.Nodes() {
+		if !tb.hasMetric(h, `baremetal_announcer_bgp_session_failures_total{peer="203.0.113.1",reason="connection_closed"}`) &&
+			!tb.hasMetric(h, `baremetal_announcer_bgp_session_failures_total{peer="203.0.113.1",reason="peer_shutdown"}`) {
+			t.Errorf("%s: the lost session is not counted:\n%s", h.Name(), grepLines(tb.metrics(h), "baremetal_announcer_bgp"))
+		}
 	}
 }

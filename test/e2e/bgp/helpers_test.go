@@ -588,3 +588,31 @@ func (tb *testbed) eventuallyf(what func() string, cond func() bool) {
 	}
 	tb.t.Fatalf("timed out after %v waiting for %s", settleTimeout, what())
 }
+
+// setNodeReady sets the Ready condition of a node.
+func (tb *testbed) setNodeReady(name string, ready bool) {
+	tb.t.Helper()
+	n, err := tb.cs.CoreV1().Nodes().Get(tb.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	st := corev1.ConditionTrue
+	if !ready {
+		st = corev1.ConditionFalse
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	if _, err := tb.cs.CoreV1().Nodes().UpdateStatus(tb.ctx, n, metav1.UpdateOptions{}); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
