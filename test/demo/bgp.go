@@ -157,9 +157,10 @@ func (d *demo) bgpAfterFailover(ctx context.Context, victim string) error {
 func (d *demo) vtysh(cmd string) error {
 	fmt.Fprintf(d.out, "router$ vtysh -c '%s'\n", cmd)
 	out, err := d.frr.VTY(cmd)
-	fmt.Fprint(d.out, out)
-	if !strings.HasSuffix(out, "\n") {
-		fmt.Fprintln(d.out)
+	// vtysh ends some tables with a blank line; the session reads better
+	// without it.
+	if out = strings.TrimRight(out, "\n "); out != "" {
+		fmt.Fprintln(d.out, out)
 	}
 	return err
 }

@@ -248,7 +248,12 @@ func (d *demo) summary() {
 	fmt.Fprintf(d.out.w, "==> Done in %.1fs. EXTERNAL-IP %s answered by %s over layer 2; after %s's announcer was killed, %s answered %.2fs later (%d requests, %d failed).\n",
 		r.Total.Seconds(), r.ExternalIP, r.L2Owner, r.FailoverFrom, r.FailoverTo, r.FailoverTook.Seconds(), r.FailoverRequests, r.FailoverErrors)
 	if r.BGPSkipped == "" {
-		fmt.Fprintf(d.out.w, "    BGP: %s via %s, answered by %s.\n", r.BGPIP, strings.Join(r.BGPNextHops, ", "), formatTally(r.BGPAnswers))
+		var hops []string
+		for _, h := range r.BGPNextHops {
+			hops = append(hops, d.hostByIP(h))
+		}
+		fmt.Fprintf(d.out.w, "    BGP: the router spread %s over %s (ECMP): %s; without %s after the kill.\n",
+			r.BGPIP, strings.Join(hops, ", "), formatTally(r.BGPAnswers), r.FailoverFrom)
 	} else {
 		fmt.Fprintf(d.out.w, "    BGP step skipped: %s.\n", r.BGPSkipped)
 	}

@@ -97,8 +97,11 @@ func TestDemo(t *testing.T) {
 		if len(rep.BGPNextHops) != 3 {
 			t.Errorf("bgp next hops %v, want the three nodes", rep.BGPNextHops)
 		}
-		if len(rep.BGPAnswers) < 2 {
-			t.Errorf("bgp answers %v, want several nodes (ECMP)", rep.BGPAnswers)
+		if len(rep.BGPAnswers) < 2 || rep.BGPAnswers["error"] > 0 {
+			t.Errorf("bgp answers %v, want several nodes (ECMP) and no error", rep.BGPAnswers)
+		}
+		if len(rep.BGPNextHopsAfterFailover) != 2 {
+			t.Errorf("bgp next hops after %s's announcer died: %v, want the two others", rep.FailoverFrom, rep.BGPNextHopsAfterFailover)
 		}
 	} else {
 		t.Logf("BGP step skipped: %s", rep.BGPSkipped)
