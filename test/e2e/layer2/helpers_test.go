@@ -66,6 +66,9 @@ type testbed struct {
 	// extraArgs go after startAnnouncer's own flags, which they override
 	// (benchmarks pass the shipped --v=0).
 	extraArgs []string
+	// stale lists the IPs for which the benchmarks' settle found the
+	// client stuck on a node that no longer announces them.
+	stale []string
 }
 
 func newTestbed(t testing.TB) *testbed {
