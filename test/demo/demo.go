@@ -176,7 +176,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) (rep *Report, err err
 		case errors.Is(err, context.Canceled):
 			fmt.Fprintf(out, "==> Interrupted after %.1fs; everything is torn down\n", d.report.Total.Seconds())
 		default:
-			fmt.Fprintf(out, "==> FAILED after %.1fs; logs are in %s\n", d.report.Total.Seconds(), filepath.Join(d.opts.Dir, "logs"))
+			fmt.Fprintf(out, "==> FAILED after %.1fs; everything is torn down; logs are in %s/{logs,lab/logs,controlplane/logs}\n", d.report.Total.Seconds(), d.opts.Dir)
 		}
 	}()
 
