@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"syscall"
 
@@ -111,6 +112,41 @@ func classifyNotification(sent bool, code, subcode uint8, myASN, peerASN uint32,
 		return failure{ReasonNotificationSent, "this node sent notification " + name}
 	}
 	return failure{ReasonNotificationReceived, "the router sent notification " + name}
+}
+
+// classifyOpenFailure explains a session that ended during the OPEN
+// exchange because of a message from the router that GoBGP does not pass
+// on: it closes the connection on any message but the expected one,
+// without logging it, and keeps no copy. reason is GoBGP's internal state
+// reason, which prints as "invalid-msg" and carries the notification only
+// when this node sent one (then "sent notification" explained it
+// already).
+//
+// After the router's OPEN was accepted (OPENCONFIRM), the router's AS is
+// peer-asn and its notification can only be about our OPEN, whose one
+// usual fault is my-asn; the detail keeps a %d for it.
+func classifyOpenFailure(old, next string, reason any) (failure, bool) {
+	if next != bgp.BGP_FSM_IDLE.String() || fmt.Sprint(reason) != "invalid-msg" || carriesNotification(reason) {
+		return failure{}, false
+	}
+	switch old {
+	case bgp.BGP_FSM_OPENCONFIRM.String():
+		return failure{ReasonMyASNRejected, "the router accepted the connection and its own AS is peer-asn, but it refused our OPEN: it expects this node in another AS than my-asn %d (GoBGP does not pass on the router's notification during the OPEN exchange; the router's log says \"bad peer AS\" if so, else it may refuse the router ID)"}, true
+	case bgp.BGP_FSM_OPENSENT.String():
+		return failure{ReasonOpenRejected, "the router accepted the connection but refused the session before sending its OPEN (GoBGP does not pass on its notification during the OPEN exchange; see the router's log)"}, true
+	}
+	return failure{}, false
+}
+
+// carriesNotification says whether GoBGP's state reason (a pointer to an
+// unexported struct) holds a BGP message in its BGPNotification field.
+func carriesNotification(reason any) bool {
+	v := reflect.ValueOf(reason)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	n := v.Elem().FieldByName("BGPNotification")
+	return n.IsValid() && n.Kind() == reflect.Pointer && !n.IsNil()
 }
 
 // classifyDown explains GoBGP's reason for a session that was established

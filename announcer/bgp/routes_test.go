@@ -15,6 +15,10 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
+func lc(a, b, c uint32) config.LargeCommunity {
+	return config.LargeCommunity{GlobalAdmin: a, LocalData1: b, LocalData2: c}
+}
+
 func TestDesiredRoutes(t *testing.T) {
 	plain := []config.BGPAdvertisement{{}}
 	tests := []struct {
@@ -44,20 +48,20 @@ func TestDesiredRoutes(t *testing.T) {
 		desc: "two advertisements: a specific route and an aggregate, each with its attributes",
 		ans: map[string][]config.BGPAdvertisement{"198.51.100.10": {
 			{LocalPref: ptr(uint32(150)), ParsedCommunities: []uint32{65000<<16 | 100}},
-			{AggregationLength: ptr(24), ParsedLargeCommunities: []config.LargeCommunity{{64512, 1, 2}}},
+			{AggregationLength: ptr(24), ParsedLargeCommunities: []config.LargeCommunity{lc(64512, 1, 2)}},
 		}},
 		want: map[string]attrs{
 			"198.51.100.10/32": {hasLocalPref: true, localPref: 150, communities: []uint32{65000<<16 | 100}},
-			"198.51.100.0/24":  {large: []config.LargeCommunity{{64512, 1, 2}}},
+			"198.51.100.0/24":  {large: []config.LargeCommunity{lc(64512, 1, 2)}},
 		},
 	}, {
 		desc: "advertisements giving the same prefix merge: communities united and sorted, highest local-pref",
 		ans: map[string][]config.BGPAdvertisement{"198.51.100.10": {
 			{LocalPref: ptr(uint32(50)), ParsedCommunities: []uint32{3, 1}},
-			{LocalPref: ptr(uint32(200)), ParsedCommunities: []uint32{1, 2}, ParsedLargeCommunities: []config.LargeCommunity{{2, 0, 0}, {1, 5, 5}}},
+			{LocalPref: ptr(uint32(200)), ParsedCommunities: []uint32{1, 2}, ParsedLargeCommunities: []config.LargeCommunity{lc(2, 0, 0), lc(1, 5, 5)}},
 			{},
 		}},
-		want: map[string]attrs{"198.51.100.10/32": {hasLocalPref: true, localPref: 200, communities: []uint32{1, 2, 3}, large: []config.LargeCommunity{{1, 5, 5}, {2, 0, 0}}}},
+		want: map[string]attrs{"198.51.100.10/32": {hasLocalPref: true, localPref: 200, communities: []uint32{1, 2, 3}, large: []config.LargeCommunity{lc(1, 5, 5), lc(2, 0, 0)}}},
 	}, {
 		desc: "local-pref 0 is a value, not unset",
 		ans:  map[string][]config.BGPAdvertisement{"198.51.100.10": {{LocalPref: ptr(uint32(0))}}},
@@ -134,7 +138,7 @@ func TestAPIPath(t *testing.T) {
 	}, {
 		desc:   "IPv4 with every attribute",
 		prefix: "198.51.100.0/24",
-		attrs:  attrs{hasLocalPref: true, localPref: 150, communities: []uint32{65000<<16 | 1}, large: []config.LargeCommunity{{64512, 1, 2}}},
+		attrs:  attrs{hasLocalPref: true, localPref: 150, communities: []uint32{65000<<16 | 1}, large: []config.LargeCommunity{lc(64512, 1, 2)}},
 		family: familyV4,
 		want: []proto.Message{
 			&api.OriginAttribute{Origin: 0}, &api.NextHopAttribute{NextHop: "0.0.0.0"},

@@ -229,12 +229,13 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 		if w, ok := want[key]; ok && w == have {
 			continue
 		}
+		// Forgotten first: closing the session on purpose is no failure.
+		s.forgetStatus(key)
 		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: key}); err != nil {
 			errs = append(errs, fmt.Errorf("removing peer %s: %w", key, err))
 			continue
 		}
 		delete(s.peers, key)
-		s.forgetStatus(key)
 		s.logger.Info("BGP peer removed", "peer", key)
 	}
 	for _, key := range order {
@@ -325,13 +326,14 @@ func (s *Speaker) stopServer() {
 	if !s.running {
 		return
 	}
+	// Forgotten first: closing the sessions on purpose is no failure.
+	for key := range s.peers {
+		s.forgetStatus(key)
+	}
 	if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
 		s.logger.Error(err, "Stopping the BGP speaker")
 	}
 	s.running = false
-	for key := range s.peers {
-		s.forgetStatus(key)
-	}
 	clear(s.peers)
 	clear(s.have)
 	clear(s.paths)

@@ -152,10 +152,23 @@ func (l *gobgpLogger) Info(msg string, f gobgplog.Fields) {
 }
 
 func (l *gobgpLogger) Debug(msg string, f gobgplog.Fields) {
+	key, _ := f["Key"].(string)
+	if msg == "state changed" {
+		old, _ := f["old"].(string)
+		next, _ := f["new"].(string)
+		if fl, ok := classifyOpenFailure(old, next, f["reason"]); ok {
+			l.s.fail(key, func(st *peerStatus) failure {
+				if old == bgp.BGP_FSM_OPENCONFIRM.String() {
+					fl.detail = fmt.Sprintf(fl.detail, st.conf.myASN)
+				}
+				return fl
+			})
+		}
+		return
+	}
 	if msg != "failed to connect" {
 		return
 	}
-	key, _ := f["Key"].(string)
 	err, _ := f["Error"].(error)
 	if err == nil {
 		return
