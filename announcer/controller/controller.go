@@ -112,10 +112,15 @@ type Controller struct {
 	announced        map[netip.Addr]announcer.Announcement
 	owners           map[netip.Addr]string
 	bgpAnnounced     int
+	live             map[string]bool // members at the last pass
 	// peerErrors are the peers' password problems last logged, so that
 	// each is logged when it appears and not on every pass.
 	peerErrors map[string]string
 }
+
+// reannouncer is an Announcer that can repeat its announcements (layer2's
+// gratuitous ARP and unsolicited NA).
+type reannouncer interface{ Reannounce() }
 
 // New builds a Controller and its informers. Call Start, then Run.
 func New(cfg Config) *Controller {
@@ -301,6 +306,14 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		reconciles.WithLabelValues("ok").Inc()
 	}
 	announcedIPs.WithLabelValues(string(announcer.Layer2)).Set(float64(len(mine)))
+	// A node that joined may have announced some of this node's IPs while
+	// it was cut off or starting up, and clients that followed it stay
+	// with it until this node announces again.
+	if r, ok := c.cfg.Layer2.(reannouncer); ok && c.live != nil && joined(c.live, live) && len(mine) > 0 {
+		logger.V(2).Info("A node joined; announcing again", "ips", len(mine))
+		r.Reannounce()
+	}
+	c.live = live
 
 	if c.cfg.BGP != nil {
 		c.reconcileBGP(logger, snap)
@@ -378,6 +391,16 @@ func (c *Controller) password(ref config.SecretKeyRef) (string, error) {
 		return "", errors.New("no Secret source configured")
 	}
 	return c.cfg.Passwords(ref)
+}
+
+// joined says whether now has a member that before has not.
+func joined(before, now map[string]bool) bool {
+	for m := range now {
+		if !before[m] {
+			return true
+		}
+	}
+	return false
 }
 
 // selfIP is the node's IP from its Node object, if known.

@@ -220,6 +220,49 @@ func (a *Announcer) Quiesce() {
 	a.pending = nil
 }
 
+// Reannounce starts the gratuitous schedule again for every IP announced
+// now. The controller calls it when a node joins: a node that was cut off,
+// or had a partial view while starting, may have announced some of this
+// node's IPs for a moment. A client that heard its gratuitous ARP keeps its
+// MAC for as long as that node's kube-proxy answers, and this node, whose
+// own view never changed, would otherwise have no reason to announce again.
+func (a *Announcer) Reannounce() {
+	now := time.Now()
+	var all []gratuitous
+	a.mu.Lock()
+	for _, l := range a.links {
+		for ip := range *l.ips.Load() {
+			all = append(all, gratuitous{at: now, link: l, ip: ip})
+		}
+	}
+	a.mu.Unlock()
+	a.gmu.Lock()
+	if !a.quiet {
+		// An IP already pending restarts its schedule rather than getting
+		// a second one, so that repeated joins never pile up rounds.
+		type key struct {
+			l  *link
+			ip netip.Addr
+		}
+		pending := make(map[key]int, len(a.pending))
+		for i, g := range a.pending {
+			pending[key{g.link, g.ip}] = i
+		}
+		for _, g := range all {
+			if i, ok := pending[key{g.link, g.ip}]; ok {
+				a.pending[i] = g
+				continue
+			}
+			a.pending = append(a.pending, g)
+		}
+	}
+	a.gmu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (a *Announcer) schedule(l *link, ip netip.Addr) {
 	a.gmu.Lock()
 	if !a.quiet {

@@ -348,6 +348,38 @@ func TestQuiesceStopsGratuitousOnly(t *testing.T) {
 	checkARPReply(t, recv(t, c.out, "ARP reply after Quiesce"), req)
 }
 
+// TestReannounceRepeatsTheSchedule: Reannounce sends the gratuitous
+// announcements of every announced IP again, once per IP even if called
+// twice in a row, and nothing after Quiesce.
+func TestReannounceRepeatsTheSchedule(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0}
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip: on("eth0"), vip6: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	arpc, ndpc := fn.arpConn("eth0"), fn.ndpConn("eth0")
+	for range 2 {
+		recv(t, arpc.out, "gratuitous ARP")
+	}
+	recv(t, ndpc.out, "unsolicited NA")
+	none(t, arpc.out, "gratuitous ARP beyond the schedule")
+
+	a.gratuitousSchedule = []time.Duration{0, 50 * time.Millisecond}
+	a.Reannounce()
+	a.Reannounce()
+	for range 4 { // request and reply, twice
+		recv(t, arpc.out, "gratuitous ARP after Reannounce")
+	}
+	for range 2 {
+		recv(t, ndpc.out, "unsolicited NA after Reannounce")
+	}
+	none(t, arpc.out, "gratuitous ARP beyond one schedule")
+
+	a.Quiesce()
+	a.Reannounce()
+	none(t, arpc.out, "gratuitous ARP after Quiesce")
+}
+
 // TestManyIPv6AddressesNeedSeveralSockets announces more IPv6 addresses
 // than one socket may hold memberships for.
 func TestManyIPv6AddressesNeedSeveralSockets(t *testing.T) {
