@@ -202,7 +202,7 @@ func Run(ctx context.Context, o *Options) error {
 	// cluster without BGP runs none.
 	speaker := bgp.New(bgp.Config{Logger: logger.WithName("bgp")})
 	defer speaker.Close()
-	passwords := newPasswordSource(client, o.Namespace, cloud)
+	passwords := newPasswordSource(client, o.Namespace)
 
 	var nodeIP netip.Addr
 	if o.NodeIP != "" {
@@ -236,7 +236,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err := ctrl.Start(informerCtx); err != nil {
 		return err
 	}
-	if err := passwords.Start(informerCtx, ctrl.Trigger); err != nil {
+	if err := passwords.Start(informerCtx, cloud, ctrl.Trigger); err != nil {
 		return err
 	}
 
@@ -280,6 +280,13 @@ func Run(ctx context.Context, o *Options) error {
 		defer close(runDone)
 		ctrl.Run(runCtx, ms)
 	}()
+	go watchConfig(runCtx, o.CloudConfig, func(cfg *config.Config) error {
+		if err := passwords.Start(informerCtx, cfg, ctrl.Trigger); err != nil {
+			return err
+		}
+		ctrl.SetCloud(cfg)
+		return nil
+	})
 	running.Store(true)
 	logger.Info("Announcer running", "node", o.NodeName, "nodeIP", nodeIP)
 

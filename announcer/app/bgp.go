@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,24 +24,32 @@ import (
 type passwordSource struct {
 	client    kubernetes.Interface
 	namespace string
-	needed    bool
-	lister    corelisters.SecretLister
+
+	mu     sync.Mutex
+	lister corelisters.SecretLister
 }
 
-func newPasswordSource(client kubernetes.Interface, namespace string, cloud *config.Config) *passwordSource {
-	ps := &passwordSource{client: client, namespace: namespace}
+func newPasswordSource(client kubernetes.Interface, namespace string) *passwordSource {
+	return &passwordSource{client: client, namespace: namespace}
+}
+
+// needsSecrets says whether a peer of cloud has a password-secret.
+func needsSecrets(cloud *config.Config) bool {
 	for _, p := range cloud.Peers {
 		if p.PasswordSecret != nil {
-			ps.needed = true
+			return true
 		}
 	}
-	return ps
+	return false
 }
 
-// Start starts the Secret informer, if needed, waits for its cache, and
-// calls changed after every change of a Secret.
-func (ps *passwordSource) Start(ctx context.Context, changed func()) error {
-	if !ps.needed {
+// Start starts the Secret informer if cloud needs it and it is not
+// running yet, waits for its cache, and calls changed after every change
+// of a Secret. The informer runs until ctx ends.
+func (ps *passwordSource) Start(ctx context.Context, cloud *config.Config, changed func()) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.lister != nil || !needsSecrets(cloud) {
 		return nil
 	}
 	if ps.namespace == "" {
@@ -53,11 +62,11 @@ func (ps *passwordSource) Start(ctx context.Context, changed func()) error {
 		UpdateFunc: func(any, any) { changed() },
 		DeleteFunc: func(any) { changed() },
 	})
-	ps.lister = inf.Lister()
 	f.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
 		return fmt.Errorf("waiting for the Secrets of namespace %s: %w", ps.namespace, context.Cause(ctx))
 	}
+	ps.lister = inf.Lister()
 	return nil
 }
 
@@ -70,10 +79,13 @@ func (ps *passwordSource) Password(ref config.SecretKeyRef) (string, error) {
 	if ns != ps.namespace {
 		return "", fmt.Errorf("password-secret namespace %q: the announcer reads Secrets only in its own namespace %q", ref.Namespace, ps.namespace)
 	}
-	if ps.lister == nil {
-		return "", fmt.Errorf("password-secret %s/%s: Secrets are not being watched", ns, ref.Name)
+	ps.mu.Lock()
+	lister := ps.lister
+	ps.mu.Unlock()
+	if lister == nil {
+		return "", fmt.Errorf("password-secret %s/%s: Secrets are not being watched yet", ns, ref.Name)
 	}
-	s, err := ps.lister.Secrets(ns).Get(ref.Name)
+	s, err := lister.Secrets(ns).Get(ref.Name)
 	if apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("password-secret: Secret %s/%s does not exist", ns, ref.Name)
 	} else if err != nil {

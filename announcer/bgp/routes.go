@@ -46,7 +46,7 @@ func desiredRoutes(ans map[netip.Addr]announcer.Announcement) routeSet {
 	out := routeSet{}
 	for ip, an := range ans {
 		for _, adv := range an.Advertisements {
-			p := prefixOf(ip, adv)
+			p := adv.Prefix(ip)
 			a := out[p]
 			a.communities = append(a.communities, adv.ParsedCommunities...)
 			a.large = append(a.large, adv.ParsedLargeCommunities...)
@@ -68,21 +68,6 @@ func desiredRoutes(ans map[netip.Addr]announcer.Announcement) routeSet {
 
 func compareLarge(a, b config.LargeCommunity) int {
 	return cmp.Or(cmp.Compare(a.GlobalAdmin, b.GlobalAdmin), cmp.Compare(a.LocalData1, b.LocalData1), cmp.Compare(a.LocalData2, b.LocalData2))
-}
-
-// prefixOf is ip's prefix under adv's aggregation length for its family.
-func prefixOf(ip netip.Addr, adv config.BGPAdvertisement) netip.Prefix {
-	bits := ip.BitLen()
-	l := adv.AggregationLength
-	if ip.Is6() {
-		l = adv.AggregationLengthV6
-	}
-	if l != nil && *l >= 0 && *l <= bits {
-		bits = *l
-	}
-	// Masked cannot fail for a length within the family's bit length.
-	p, _ := ip.Prefix(bits)
-	return p
 }
 
 // diffRoutes returns the prefixes to add or replace (new, or with changed

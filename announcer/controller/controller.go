@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -106,6 +107,9 @@ type Controller struct {
 	synced    []cache.InformerSynced
 
 	trigger chan struct{}
+	// cloud is the cloud-config in effect: Config.Cloud, then each
+	// version given to SetCloud.
+	cloud atomic.Pointer[config.Config]
 
 	// State of the reconcile goroutine only.
 	defaultInterface string
@@ -135,6 +139,7 @@ func New(cfg Config) *Controller {
 		owners:     map[netip.Addr]string{},
 		peerErrors: map[string]string{},
 	}
+	c.cloud.Store(cfg.Cloud)
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.Trigger() },
 		UpdateFunc: func(any, any) { c.Trigger() },
@@ -220,6 +225,14 @@ func (c *Controller) PeerIPs(self netip.Addr) []netip.Addr {
 	return out
 }
 
+// SetCloud puts a new version of the cloud-config in effect from the next
+// pass, which it asks for: IPs of pools that are gone or changed protocol
+// are withdrawn, and BGP peers and advertisements follow the new version.
+func (c *Controller) SetCloud(cfg *config.Config) {
+	c.cloud.Store(cfg)
+	c.Trigger()
+}
+
 // Trigger asks for a pass. Calls coalesce.
 func (c *Controller) Trigger() {
 	select {
@@ -288,7 +301,7 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 	}
 
 	snap := snapshot{
-		cloud:            c.cfg.Cloud,
+		cloud:            c.cloud.Load(),
 		self:             c.cfg.NodeName,
 		defaultInterface: c.defaultInterface,
 		services:         services,
@@ -355,7 +368,7 @@ func (c *Controller) reconcileBGP(logger klog.Logger, snap snapshot) {
 func (c *Controller) peersFor(logger klog.Logger, node *corev1.Node) []config.Peer {
 	var out []config.Peer
 	seen := map[string]bool{}
-	for i, p := range c.cfg.Cloud.Peers {
+	for i, p := range c.cloud.Load().Peers {
 		if !eligibility.MatchesAny(p.NodeSelector, node.Labels) {
 			continue
 		}

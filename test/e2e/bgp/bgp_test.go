@@ -1,7 +1,9 @@
 package bgp
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -179,4 +181,39 @@ func TestFRRRestart(t *testing.T) {
 			t.Errorf("%s: the lost session is not counted:\n%s", h.Name(), grepLines(tb.metrics(h), "baremetal_announcer_bgp"))
 		}
 	}
+}
+
+// TestConfigChange: an edited cloud-config applies without a restart. A
+// pool restricted to some nodes takes the others out of the ECMP set, a
+// peer removed closes its session, and a pool removed withdraws its IPs.
+func TestConfigChange(t *testing.T) {
+	tb := newTestbed(t, options{})
+	tb.startAll()
+	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10", "2001:db8:2::10")
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+	tb.labelNode("node1", "bgp", "yes")
+
+	restricted := peersConfig + poolConfig + "  node-selectors:\n  - match-labels: {bgp: \"yes\"}\n"
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(tb.configFile, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(restricted)
+	t.Logf("pool restricted to node1: applied and routed %v later", tb.waitRoute("198.51.100.10", "node1"))
+	tb.waitRoute("2001:db8:2::10", "node1")
+
+	// Only the IPv4 peer is left; the IPv6 sessions close.
+	v4Only := strings.SplitAfter(peersConfig, "keepalive-time: 1s\n")[0]
+	write(v4Only + poolConfig)
+	for _, h := range tb.lab.Nodes() {
+		tb.waitSession(h.IPv6(), false)
+	}
+	tb.waitRoute("2001:db8:2::10")
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+
+	// The pool is gone: its IP is withdrawn.
+	write(v4Only + "address-pools:\n- name: other\n  protocol: bgp\n  addresses: [192.0.2.0/24]\n")
+	t.Logf("pool removed: route withdrawn %v later", tb.waitRoute("198.51.100.10"))
 }
