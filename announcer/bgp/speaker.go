@@ -193,6 +193,10 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 			s.logger.Info("WARNING: two peers with the same address match this node; using the first", "peer", key)
 			continue
 		}
+		if p.HoldTime.Duration == 0 {
+			// GoBGP reads a zero hold time as "use the default".
+			s.logger.Info("WARNING: hold-time 0s (no keepalives) is not supported by the embedded speaker; proposing 90s", "peer", key)
+		}
 		want[key] = peerConfOf(p)
 		order = append(order, key)
 	}
