@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -616,3 +617,6 @@ func grepLines(text, s string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// numCPU is the machine's CPU count, for benchmark headers.
+func numCPU() int { return runtime.NumCPU() }

@@ -1,0 +1,363 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
+)
+
+// The benchmarks time what a user of BGP waits for, with the real
+// announcers (logging as shipped, --v=0) against real FRR. Each runs its
+// scenario once; run them with -benchtime=1x (bench/run.sh does):
+//
+//	go test -run '^$' -bench . -benchtime=1x -timeout 30m ./test/e2e/bgp/
+//
+// FRR's BGP table is read with vtysh, one process per look, so every
+// figure includes up to one look's duration (reported as the poll
+// resolution). Each benchmark reports with b.ReportMetric and writes its
+// text to bench/results/bgp-<name>.txt.
+
+// scalePool is a large IPv6 pool for the scale benchmarks: the lab's IPv4
+// BGP pool has 256 addresses.
+const scalePool = "2001:db8:3::/112"
+
+// benchConfig is the default config plus the scale pool.
+const benchConfig = peersConfig + poolConfig + "- name: scale\n  protocol: bgp\n  addresses: [" + scalePool + "]\n"
+
+// benchTestbed is a testbed of the given duration with every announcer
+// running, logging as shipped.
+func benchTestbed(b *testing.B, within time.Duration) *testbed {
+	b.Helper()
+	tb := newTestbed(b, options{cloudConfig: benchConfig, within: within})
+	tb.extraArgs = []string{"--v=0"}
+	tb.startAll()
+	return tb
+}
+
+// BenchmarkStatusToFRR writes the status IP of 200 Services one after
+// another and measures, for each, the time from the status write to the
+// route being in FRR's BGP table: from the first node, and from all three
+// (the full ECMP set).
+func BenchmarkStatusToFRR(b *testing.B) {
+	const n = 200
+	tb := benchTestbed(b, 15*time.Minute)
+	svcs := tb.createServices("lat", n)
+	var first, all, looks []time.Duration
+	for i, svc := range svcs {
+		ip := fmt.Sprintf("198.51.100.%d", 20+i)
+		prefix := hostPrefix(ip)
+		start := time.Now()
+		if _, err := tb.setStatus(svc, ip); err != nil {
+			b.Fatal(err)
+		}
+		var gotFirst time.Duration
+		deadline := start.Add(settleTimeout)
+		for {
+			lookStart := time.Now()
+			paths, _ := tb.bgpPaths(prefix)
+			looks = append(looks, time.Since(lookStart))
+			if len(paths) > 0 && gotFirst == 0 {
+				gotFirst = time.Since(start)
+			}
+			if len(paths) == 3 {
+				all = append(all, time.Since(start))
+				first = append(first, gotFirst)
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: %d paths in FRR after %v", prefix, len(paths), settleTimeout)
+			}
+		}
+	}
+	f50, f99 := percentile(first, 50), percentile(first, 99)
+	a50, a99 := percentile(all, 50), percentile(all, 99)
+	b.ReportMetric(ms(f50), "first-p50-ms")
+	b.ReportMetric(ms(f99), "first-p99-ms")
+	b.ReportMetric(ms(a50), "all3-p50-ms")
+	b.ReportMetric(ms(a99), "all3-p99-ms")
+	writeBench(b, "status-to-frr", fmt.Sprintf(
+		"status write -> route in FRR's BGP table, %d Services one after another, 3 announcers, eBGP:\n"+
+			"  from the first node: p50 %.0f ms, p99 %.0f ms, min %.0f ms, max %.0f ms\n"+
+			"  from all 3 nodes (full ECMP set): p50 %.0f ms, p99 %.0f ms, min %.0f ms, max %.0f ms\n"+
+			"  poll resolution (one vtysh look): p50 %.0f ms\n"+
+			"  the announcer coalesces Kubernetes changes into passes at most every 100 ms (MinPassInterval)\n",
+		n, ms(f50), ms(f99), ms(slices.Min(first)), ms(slices.Max(first)),
+		ms(a50), ms(a99), ms(slices.Min(all)), ms(slices.Max(all)), ms(percentile(looks, 50))))
+}
+
+// Benchmark1000Services writes the status IPs of 1,000 Services at once
+// (16 writers) and measures when FRR holds all their routes from every
+// node.
+func Benchmark1000Services(b *testing.B) {
+	const n = 1000
+	tb := benchTestbed(b, 20*time.Minute)
+	svcs := tb.createServices("burst", n)
+	start := time.Now()
+	lastWrite := tb.writeStatuses(svcs, scaleIP)
+	allIn := tb.waitPrefixes("ipv6", n, 5*time.Minute)
+	fromFirst, fromLast := allIn.Sub(start), allIn.Sub(lastWrite)
+	b.ReportMetric(fromFirst.Seconds(), "all-after-first-write-s")
+	b.ReportMetric(fromLast.Seconds(), "all-after-last-write-s")
+	writeBench(b, "1000-services-to-frr", fmt.Sprintf(
+		"%d Services' status IPs written at once (16 writers, %.2f s for all writes), IPv6 routes, 3 announcers:\n"+
+			"  every route in FRR from all 3 nodes: %.2f s after the first write, %.2f s after the last\n",
+		n, lastWrite.Sub(start).Seconds(), fromFirst.Seconds(), fromLast.Seconds()))
+}
+
+// BenchmarkSIGKILLToNexthopGone kills an announcer (SIGKILL) and measures
+// the time until FRR's BGP table no longer has the node as a next hop of
+// a route: the kernel resets the node's TCP sessions, and FRR drops them.
+// Five kills, rotating over the nodes; each node is restarted and back in
+// the ECMP set before the next.
+func BenchmarkSIGKILLToNexthopGone(b *testing.B) {
+	const kills = 5
+	tb := benchTestbed(b, 15*time.Minute)
+	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10")
+	prefix := hostPrefix("198.51.100.10")
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+	var took, looks []time.Duration
+	for i := range kills {
+		h := tb.lab.Nodes()[i%3]
+		addr := h.IPv4().String()
+		start := time.Now()
+		if err := tb.announcers[h.Name()].Kill(); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			lookStart := time.Now()
+			nh := tb.bgpNexthops(prefix)
+			looks = append(looks, time.Since(lookStart))
+			if !slices.Contains(nh, addr) {
+				took = append(took, time.Since(start))
+				break
+			}
+			if time.Since(start) > settleTimeout {
+				b.Fatalf("%s still a next hop %v after SIGKILL", h.Name(), settleTimeout)
+			}
+		}
+		tb.startAnnouncer(h)
+		tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+	}
+	slices.Sort(took)
+	b.ReportMetric(ms(percentile(took, 50)), "median-ms")
+	b.ReportMetric(ms(slices.Max(took)), "max-ms")
+	writeBench(b, "sigkill-to-nexthop-gone", fmt.Sprintf(
+		"SIGKILL of an announcer -> its next hop gone from FRR's BGP table, %d kills:\n"+
+			"  median %.0f ms, min %.0f ms, max %.0f ms (each: %v)\n"+
+			"  poll resolution (one vtysh look): p50 %.0f ms\n"+
+			"  a node that goes silent instead (power loss) is dropped after the hold time (3 s here, 90 s by default)\n",
+		kills, ms(percentile(took, 50)), ms(took[0]), ms(slices.Max(took)), roundAll(took), ms(percentile(looks, 50))))
+}
+
+// BenchmarkMemory5000 measures an announcer's memory with 5,000 bgp
+// Services, all announced, against its memory with none.
+func BenchmarkMemory5000(b *testing.B) {
+	const n = 5000
+	tb := benchTestbed(b, 25*time.Minute)
+	h := tb.lab.Node(1)
+	time.Sleep(2 * time.Second) // settle after start
+	before := tb.memory(h)
+	svcs := tb.createServices("mem", n)
+	start := time.Now()
+	tb.writeStatuses(svcs, scaleIP)
+	tb.waitPrefixes("ipv6", n, 10*time.Minute)
+	allIn := time.Since(start)
+	time.Sleep(12 * time.Second) // a resync pass and a GC cycle
+	after := tb.memory(h)
+	perSvc := float64(after.rss-before.rss) / n
+	b.ReportMetric(float64(after.rss)/(1<<20), "rss-MiB")
+	b.ReportMetric(perSvc, "rss-B/service")
+	writeBench(b, "memory-5000-services", fmt.Sprintf(
+		"announcer memory (node1), %d bgp Services with one IPv6 each, all announced to FRR (%.1f s to get there):\n"+
+			"  RSS %.1f MiB (%.1f MiB with no Service): %.0f B per Service\n"+
+			"  Go heap in use %.1f MiB (%.1f MiB with none)\n",
+		n, allIn.Seconds(), float64(after.rss)/(1<<20), float64(before.rss)/(1<<20), perSvc,
+		after.heap/(1<<20), before.heap/(1<<20)))
+}
+
+// scaleIP is the i-th address of scalePool, skipping ::0.
+func scaleIP(i int) string {
+	p := netip.MustParsePrefix(scalePool)
+	a := p.Addr().As16()
+	v := i + 1
+	a[14], a[15] = byte(v>>8), byte(v)
+	return netip.AddrFrom16(a).String()
+}
+
+// createServices creates n LoadBalancer Services without status, 16 at a
+// time.
+func (tb *testbed) createServices(prefix string, n int) []*corev1.Service {
+	tb.t.Helper()
+	out := make([]*corev1.Service, n)
+	tb.parallel(n, func(i int) error {
+		s, err := tb.cs.CoreV1().Services(tb.ns).Create(tb.ctx, lbService(fmt.Sprintf("%s-%d", prefix, i), corev1.ServiceExternalTrafficPolicyCluster), metav1.CreateOptions{})
+		out[i] = s
+		return err
+	})
+	return out
+}
+
+// writeStatuses gives Service i the status IP ip(i), 16 writes at a time,
+// and returns when the last write returned.
+func (tb *testbed) writeStatuses(svcs []*corev1.Service, ip func(int) string) time.Time {
+	tb.t.Helper()
+	tb.parallel(len(svcs), func(i int) error {
+		_, err := tb.setStatus(svcs[i], ip(i))
+		return err
+	})
+	return time.Now()
+}
+
+// parallel runs f(0..n-1) on 16 workers and fails the test on the first
+// error.
+func (tb *testbed) parallel(n int, f func(int) error) {
+	tb.t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	next := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					first = cmpErr(first, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		tb.t.Fatal(first)
+	}
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// waitPrefixes waits until FRR has received n prefixes of family af
+// ("ipv4" or "ipv6") from each of the three nodes, and returns when.
+func (tb *testbed) waitPrefixes(af string, n int, within time.Duration) time.Time {
+	tb.t.Helper()
+	deadline := time.Now().Add(within)
+	var got map[string]int
+	for time.Now().Before(deadline) {
+		var sum struct {
+			Peers map[string]struct {
+				PfxRcd int `json:"pfxRcd"`
+			} `json:"peers"`
+		}
+		if err := tb.frr.VTYJSON("show bgp "+af+" unicast summary json", &sum); err == nil {
+			got = map[string]int{}
+			done := 0
+			for addr, p := range sum.Peers {
+				got[addr] = p.PfxRcd
+				if p.PfxRcd >= n {
+					done++
+				}
+			}
+			if done >= 3 {
+				return time.Now()
+			}
+		}
+		time.Sleep(pollEvery)
+	}
+	tb.t.Fatalf("FRR did not get %d %s prefixes from 3 nodes within %v: %v", n, af, within, got)
+	return time.Time{}
+}
+
+type memUsage struct {
+	rss  int64
+	heap float64
+}
+
+// memory reads the announcer's resident set size and Go heap in use.
+func (tb *testbed) memory(h *lab.Host) memUsage {
+	tb.t.Helper()
+	p := tb.announcers[h.Name()]
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.Pid()), "status"))
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	var m memUsage
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			m.rss = kb << 10
+		}
+	}
+	body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			m.heap, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return m
+}
+
+// percentile returns the p-th percentile (nearest rank) of ds.
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[max(0, min(len(s)-1, i-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
+}
+
+// writeBench stores text as bench/results/bgp-<name>.txt, with when, where
+// and under which load it was measured, and logs it.
+func writeBench(b *testing.B, name, text string) {
+	b.Helper()
+	b.Log("\n" + text)
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	load, _ := os.ReadFile("/proc/loadavg")
+	loadFields := strings.Fields(string(load))
+	if len(loadFields) > 3 {
+		loadFields = loadFields[:3]
+	}
+	header := fmt.Sprintf("# bgp-%s: %s\n# measured %s on %s (%d CPUs shared), load average at start %s\n# FRR in the router namespace, 3 announcers (bin built from this tree), control plane %s\n\n",
+		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, numCPU(), strings.Join(loadFields, " "), controlplane.KubernetesVersion)
+	if err := os.WriteFile(filepath.Join(root, "bench", "results", "bgp-"+name+".txt"), []byte(header+text), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
