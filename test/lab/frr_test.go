@@ -65,3 +65,38 @@ func TestFRRSmoke(t *testing.T) {
 		t.Error("vtysh still answers after Stop")
 	}
 }
+
+// TestFRRVTYConn asks bgpd over its vty socket directly, as a poller
+// would, and checks that a refused command is an error.
+func TestFRRVTYConn(t *testing.T) {
+	if testing.Short() && !Installed("frr") {
+		t.Skip("-short: FRR is not installed and installing it takes a while")
+	}
+	ctx := testCtx(t)
+	l := NewForTest(t, Options{Router: true, Nodes: 1})
+	frr, err := l.StartFRR(ctx, DefaultBGPDConf(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := frr.Dial("bgpd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for range 3 { // the connection serves one command after another
+		var bgp struct {
+			LocalAS int `json:"localAS"`
+		}
+		begin := time.Now()
+		if err := v.DoJSON(ctx, "show ip bgp json", &bgp); err != nil {
+			t.Fatal(err)
+		}
+		if bgp.LocalAS != RouterASN {
+			t.Errorf("localAS %d, want %d", bgp.LocalAS, RouterASN)
+		}
+		t.Logf("show ip bgp json over the vty socket: %v", time.Since(begin))
+	}
+	if out, err := v.Do(ctx, "show no-such-thing"); err == nil {
+		t.Errorf("a bad command succeeded: %q", out)
+	}
+}

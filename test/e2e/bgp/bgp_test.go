@@ -163,14 +163,8 @@ func TestFRRRestart(t *testing.T) {
 	tb.waitRoute("2001:db8:2::10", "node1", "node2", "node3")
 	tb.waitRoute("198.51.100.11", "node3")
 
-	if err := tb.frr.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	var err error
 	start := time.Now()
-	if tb.frr, err = tb.lab.StartFRR(tb.ctx, tb.bgpd); err != nil {
-		t.Fatal(err)
-	}
+	tb.restartFRR()
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 	tb.waitRoute("2001:db8:2::10", "node1", "node2", "node3")
 	tb.waitRoute("198.51.100.11", "node3")

@@ -83,6 +83,9 @@ type testbed struct {
 	lab        *lab.Lab
 	frr        *lab.FRR
 	bgpd       string
+	// vty holds open connections to FRR's daemons' vty sockets, by
+	// daemon; see show.
+	vty map[string]*lab.VTYConn
 	cs         kubernetes.Interface
 	ns         string
 	kubeconfig string
@@ -106,7 +109,7 @@ func newTestbed(t testing.TB, opts options) *testbed {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.within)
 	t.Cleanup(cancel)
-	tb := &testbed{t: t, ctx: ctx, cs: adminClient(), bgpd: opts.bgpd, announcers: map[string]*process.Process{}}
+	tb := &testbed{t: t, ctx: ctx, cs: adminClient(), bgpd: opts.bgpd, announcers: map[string]*process.Process{}, vty: map[string]*lab.VTYConn{}}
 	tb.lab = lab.NewForTest(t, lab.Options{Router: true, IPv6: true})
 
 	var err error
@@ -150,6 +153,7 @@ func newTestbed(t testing.TB, opts options) *testbed {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(tb.closeVTY)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for name, p := range tb.announcers {
@@ -269,7 +273,7 @@ func (tb *testbed) neighbors() map[string]string {
 	var out map[string]struct {
 		State string `json:"bgpState"`
 	}
-	if err := tb.frr.VTYJSON("show bgp neighbors json", &out); err != nil {
+	if err := tb.showJSON("bgpd", "show bgp neighbors json", &out); err != nil {
 		tb.t.Logf("show bgp neighbors: %v", err)
 		return nil
 	}
@@ -398,7 +402,7 @@ func (tb *testbed) bgpPaths(prefix string) ([]bgpPath, string) {
 	if strings.Contains(prefix, ":") {
 		af = "ipv6"
 	}
-	out, err := tb.frr.VTY(fmt.Sprintf("show bgp %s unicast %s json", af, prefix))
+	out, err := tb.show("bgpd", fmt.Sprintf("show bgp %s unicast %s json", af, prefix))
 	if err != nil {
 		tb.t.Logf("vtysh: %v", err)
 		return nil, out
@@ -443,7 +447,7 @@ func (tb *testbed) ribNexthops(prefix string) []string {
 			Active bool   `json:"active"`
 		} `json:"nexthops"`
 	}
-	if err := tb.frr.VTYJSON(cmd, &r); err != nil {
+	if err := tb.showJSON("zebra", cmd, &r); err != nil {
 		tb.t.Logf("%v", err)
 		return nil
 	}
@@ -620,3 +624,57 @@ func grepLines(text, s string) string {
 
 // numCPU is the machine's CPU count, for benchmark headers.
 func numCPU() int { return runtime.NumCPU() }
+
+// show runs a command on an FRR daemon over a vty socket connection kept
+// open, which answers in about a millisecond where a vtysh process takes
+// tens: the waits and benchmarks poll FRR often. A failed connection is
+// dropped and dialled again on the next call.
+func (tb *testbed) show(daemon, cmd string) (string, error) {
+	v := tb.vty[daemon]
+	if v == nil {
+		var err error
+		if v, err = tb.frr.Dial(daemon); err != nil {
+			return "", err
+		}
+		tb.vty[daemon] = v
+	}
+	out, err := v.Do(tb.ctx, cmd)
+	if err != nil {
+		v.Close()
+		delete(tb.vty, daemon)
+	}
+	return out, err
+}
+
+// showJSON is show for a command ending in "json", decoded into out.
+func (tb *testbed) showJSON(daemon, cmd string, out any) error {
+	text, err := tb.show(daemon, cmd)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(text), out); err != nil {
+		return fmt.Errorf("%s %q: decoding %q: %w", daemon, cmd, text, err)
+	}
+	return nil
+}
+
+// closeVTY closes the vty connections.
+func (tb *testbed) closeVTY() {
+	for d, v := range tb.vty {
+		v.Close()
+		delete(tb.vty, d)
+	}
+}
+
+// restartFRR stops FRR and starts it again with the same configuration.
+func (tb *testbed) restartFRR() {
+	tb.t.Helper()
+	tb.closeVTY()
+	if err := tb.frr.Stop(); err != nil {
+		tb.t.Fatal(err)
+	}
+	var err error
+	if tb.frr, err = tb.lab.StartFRR(tb.ctx, tb.bgpd); err != nil {
+		tb.t.Fatal(err)
+	}
+}
