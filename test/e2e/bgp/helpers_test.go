@@ -78,14 +78,14 @@ type options struct {
 // nodes, Node objects for them, a namespace for Services, and an announcer
 // per node.
 type testbed struct {
-	t          testing.TB
-	ctx        context.Context
-	lab        *lab.Lab
-	frr        *lab.FRR
-	bgpd       string
+	t    testing.TB
+	ctx  context.Context
+	lab  *lab.Lab
+	frr  *lab.FRR
+	bgpd string
 	// vty holds open connections to FRR's daemons' vty sockets, by
 	// daemon; see show.
-	vty map[string]*lab.VTYConn
+	vty        map[string]*lab.VTYConn
 	cs         kubernetes.Interface
 	ns         string
 	kubeconfig string
