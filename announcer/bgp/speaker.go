@@ -96,8 +96,7 @@ type Speaker struct {
 	peers    map[string]peerConf // by neighbor address, as GoBGP keys them
 	want     routeSet
 	have     routeSet // in the server's RIB
-	paths    map[netip.Prefix]*api.Path
-	withdraw bool // WithdrawAll was called: announce nothing any more
+	withdraw bool     // WithdrawAll was called: announce nothing any more
 	closed   bool
 	cancel   context.CancelFunc // of the event watch
 
@@ -119,7 +118,7 @@ func New(cfg Config) *Speaker {
 	s := &Speaker{
 		cfg: cfg, logger: cfg.Logger,
 		peers: map[string]peerConf{}, want: routeSet{}, have: routeSet{},
-		paths: map[netip.Prefix]*api.Path{}, status: map[string]*peerStatus{},
+		status: map[string]*peerStatus{},
 	}
 	speakers.add(s)
 	return s
@@ -150,12 +149,17 @@ func (s *Speaker) syncRoutes() error {
 	ctx := context.Background()
 	var errs []error
 	for _, p := range del {
-		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Path: s.paths[p]}); err != nil {
+		// The path is built again rather than kept: GoBGP finds it by
+		// prefix, and 5,000 kept paths would cost megabytes.
+		path, err := apiPath(p, s.have[p])
+		if err == nil {
+			err = s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Path: path})
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("withdrawing %s: %w", p, err))
 			continue
 		}
 		delete(s.have, p)
-		delete(s.paths, p)
 	}
 	for _, p := range add {
 		a := s.want[p]
@@ -170,7 +174,6 @@ func (s *Speaker) syncRoutes() error {
 			continue
 		}
 		s.have[p] = a
-		s.paths[p] = path
 	}
 	if len(add)+len(del) > 0 {
 		s.logger.V(2).Info("BGP routes changed", "announced", len(add), "withdrawn", len(del), "total", len(s.have))
@@ -321,7 +324,6 @@ func (s *Speaker) startServer(g globalConf) error {
 	s.logger.Info("BGP speaker started", "asn", g.asn, "routerID", g.routerID)
 	// The new RIB is empty.
 	clear(s.have)
-	clear(s.paths)
 	return nil
 }
 
@@ -340,7 +342,6 @@ func (s *Speaker) stopServer() {
 	s.running = false
 	clear(s.peers)
 	clear(s.have)
-	clear(s.paths)
 }
 
 // apiPeer is the GoBGP configuration of a peer.

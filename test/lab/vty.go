@@ -33,11 +33,24 @@ func (f *FRR) Dial(daemon string) (*VTYConn, error) {
 	return &VTYConn{conn: c, r: bufio.NewReader(c)}, nil
 }
 
+// VTYStatusError is a command the daemon answered with a non-zero status
+// (1 is a warning, such as "show ip route X json" for an absent route,
+// which still prints "{}"); the connection stays usable.
+type VTYStatusError struct {
+	Cmd    string
+	Status byte
+	Output string
+}
+
+func (e *VTYStatusError) Error() string {
+	return fmt.Sprintf("lab: vty %q: status %d: %s", e.Cmd, e.Status, e.Output)
+}
+
 // Close closes the connection.
 func (v *VTYConn) Close() error { return v.conn.Close() }
 
 // Do runs one command and returns its output. A command the daemon
-// refuses is an error with the output.
+// answers with a non-zero status is a *VTYStatusError, with the output.
 func (v *VTYConn) Do(ctx context.Context, cmd string) (string, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -63,7 +76,7 @@ func (v *VTYConn) Do(ctx context.Context, cmd string) (string, error) {
 			status := out[n-1]
 			text := string(out[:n-4])
 			if status != 0 {
-				return text, fmt.Errorf("lab: vty %q: status %d: %s", cmd, status, text)
+				return text, &VTYStatusError{Cmd: cmd, Status: status, Output: text}
 			}
 			return text, nil
 		}
