@@ -28,6 +28,9 @@ import (
 // bench/results/<name>.txt. The figures depend on the machine and on
 // whatever else runs on it; the load average at the start is recorded with
 // them.
+//
+// For digging into a figure: L2BENCH_V=1 keeps the announcers' --v=2 logs,
+// and L2BENCH_ONLY="SIGKILL" or "node crash" runs one kind of failover.
 
 // MetalLB's published figures, for comparison.
 const (
