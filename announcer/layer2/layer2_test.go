@@ -364,7 +364,12 @@ func TestReannounceRepeatsTheSchedule(t *testing.T) {
 	recv(t, ndpc.out, "unsolicited NA")
 	none(t, arpc.out, "gratuitous ARP beyond the schedule")
 
-	a.gratuitousSchedule = []time.Duration{0, 50 * time.Millisecond}
+	// Two calls while the first round is still pending make one
+	// schedule, not two. The first step is late enough that the second
+	// call comes before it even on a loaded machine; with a step at 0 the
+	// sender could already have sent it, and the second call would then
+	// rightly start a new schedule.
+	a.gratuitousSchedule = []time.Duration{500 * time.Millisecond, 550 * time.Millisecond}
 	a.Reannounce()
 	a.Reannounce()
 	for range 4 { // request and reply, twice
