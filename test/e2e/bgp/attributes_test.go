@@ -56,7 +56,7 @@ func TestAttributesVisibleInFRR(t *testing.T) {
 		t.Helper()
 		var got []bgpPath
 		var raw string
-		tb.eventuallyf(func() string {
+		tb.Eventuallyf(func() string {
 			return fmt.Sprintf("%d paths for %s with local-pref %d, communities %q, large communities %q; FRR says:\n%s", paths, prefix, localPref, community, large, raw)
 		}, func() bool {
 			got, raw = tb.bgpPaths(prefix)

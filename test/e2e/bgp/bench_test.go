@@ -41,7 +41,7 @@ const benchConfig = peersConfig + poolConfig + "- name: scale\n  protocol: bgp\n
 func benchTestbed(b *testing.B, within time.Duration) *testbed {
 	b.Helper()
 	tb := newTestbed(b, options{cloudConfig: benchConfig, within: within})
-	tb.extraArgs = []string{"--v=0"}
+	tb.ExtraArgs = []string{"--v=0"}
 	tb.startAll()
 	return tb
 }
@@ -62,7 +62,7 @@ func BenchmarkStatusToFRR(b *testing.B) {
 		ip := fmt.Sprintf("198.51.100.%d", 20+i)
 		prefix := hostPrefix(ip)
 		start := time.Now()
-		if _, err := tb.setStatus(svc, ip); err != nil {
+		if _, err := tb.SetStatus(svc, ip); err != nil {
 			b.Fatal(err)
 		}
 		var gotFirst time.Duration
@@ -132,10 +132,10 @@ func BenchmarkSIGKILLToNexthopGone(b *testing.B) {
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 	var took, looks []time.Duration
 	for i := range kills {
-		h := tb.lab.Nodes()[i%3]
+		h := tb.Lab.Nodes()[i%3]
 		addr := h.IPv4().String()
 		start := time.Now()
-		if err := tb.announcers[h.Name()].Kill(); err != nil {
+		if err := tb.Announcers[h.Name()].Kill(); err != nil {
 			b.Fatal(err)
 		}
 		for {
@@ -150,7 +150,7 @@ func BenchmarkSIGKILLToNexthopGone(b *testing.B) {
 				b.Fatalf("%s still a next hop %v after SIGKILL", h.Name(), settleTimeout)
 			}
 		}
-		tb.startAnnouncer(h)
+		tb.StartAnnouncer(h)
 		tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 	}
 	slices.Sort(took)
@@ -169,7 +169,7 @@ func BenchmarkSIGKILLToNexthopGone(b *testing.B) {
 func BenchmarkMemory5000(b *testing.B) {
 	const n = 5000
 	tb := benchTestbed(b, 25*time.Minute)
-	h := tb.lab.Node(1)
+	h := tb.Lab.Node(1)
 	time.Sleep(2 * time.Second) // settle after start
 	before := tb.memory(h)
 	svcs := tb.createServices("mem", n)
@@ -202,10 +202,10 @@ func scaleIP(i int) string {
 // createServices creates n LoadBalancer Services without status, 16 at a
 // time.
 func (tb *testbed) createServices(prefix string, n int) []*corev1.Service {
-	tb.t.Helper()
+	tb.T.Helper()
 	out := make([]*corev1.Service, n)
 	tb.parallel(n, func(i int) error {
-		s, err := tb.cs.CoreV1().Services(tb.ns).Create(tb.ctx, lbService(fmt.Sprintf("%s-%d", prefix, i), corev1.ServiceExternalTrafficPolicyCluster), metav1.CreateOptions{})
+		s, err := tb.CS.CoreV1().Services(tb.NS).Create(tb.Ctx, lbService(fmt.Sprintf("%s-%d", prefix, i), corev1.ServiceExternalTrafficPolicyCluster), metav1.CreateOptions{})
 		out[i] = s
 		return err
 	})
@@ -215,9 +215,9 @@ func (tb *testbed) createServices(prefix string, n int) []*corev1.Service {
 // writeStatuses gives Service i the status IP ip(i), 16 writes at a time,
 // and returns when the last write returned.
 func (tb *testbed) writeStatuses(svcs []*corev1.Service, ip func(int) string) time.Time {
-	tb.t.Helper()
+	tb.T.Helper()
 	tb.parallel(len(svcs), func(i int) error {
-		_, err := tb.setStatus(svcs[i], ip(i))
+		_, err := tb.SetStatus(svcs[i], ip(i))
 		return err
 	})
 	return time.Now()
@@ -226,7 +226,7 @@ func (tb *testbed) writeStatuses(svcs []*corev1.Service, ip func(int) string) ti
 // parallel runs f(0..n-1) on 16 workers and fails the test on the first
 // error.
 func (tb *testbed) parallel(n int, f func(int) error) {
-	tb.t.Helper()
+	tb.T.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
@@ -250,7 +250,7 @@ func (tb *testbed) parallel(n int, f func(int) error) {
 	close(next)
 	wg.Wait()
 	if first != nil {
-		tb.t.Fatal(first)
+		tb.T.Fatal(first)
 	}
 }
 
@@ -264,7 +264,7 @@ func cmpErr(a, b error) error {
 // waitPrefixes waits until FRR has received n prefixes of family af
 // ("ipv4" or "ipv6") from each of the three nodes, and returns when.
 func (tb *testbed) waitPrefixes(af string, n int, within time.Duration) time.Time {
-	tb.t.Helper()
+	tb.T.Helper()
 	deadline := time.Now().Add(within)
 	var got map[string]int
 	for time.Now().Before(deadline) {
@@ -288,7 +288,7 @@ func (tb *testbed) waitPrefixes(af string, n int, within time.Duration) time.Tim
 		}
 		time.Sleep(pollEvery)
 	}
-	tb.t.Fatalf("FRR did not get %d %s prefixes from 3 nodes within %v: %v", n, af, within, got)
+	tb.T.Fatalf("FRR did not get %d %s prefixes from 3 nodes within %v: %v", n, af, within, got)
 	return time.Time{}
 }
 
@@ -299,11 +299,11 @@ type memUsage struct {
 
 // memory reads the announcer's resident set size and Go heap in use.
 func (tb *testbed) memory(h *lab.Host) memUsage {
-	tb.t.Helper()
-	p := tb.announcers[h.Name()]
+	tb.T.Helper()
+	p := tb.Announcers[h.Name()]
 	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.Pid()), "status"))
 	if err != nil {
-		tb.t.Fatal(err)
+		tb.T.Fatal(err)
 	}
 	var m memUsage
 	for _, line := range strings.Split(string(status), "\n") {
@@ -312,9 +312,9 @@ func (tb *testbed) memory(h *lab.Host) memUsage {
 			m.rss = kb << 10
 		}
 	}
-	body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
 	if err != nil {
-		tb.t.Fatal(err)
+		tb.T.Fatal(err)
 	}
 	for _, line := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {

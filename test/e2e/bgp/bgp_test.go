@@ -41,21 +41,21 @@ func TestServiceRoutedByECMP(t *testing.T) {
 func TestLocalTrafficFollowsEndpoint(t *testing.T) {
 	tb := newTestbed(t, options{})
 	tb.startAll()
-	tb.setEndpoints("local", "node2")
+	tb.SetEndpoints("local", "node2")
 	tb.createService("local", corev1.ServiceExternalTrafficPolicyLocal, "198.51.100.11")
 	tb.waitRoute("198.51.100.11", "node2")
 	if got, err := tb.get("198.51.100.11"); err != nil || got != "node2" {
 		t.Fatalf("GET from the router: %q, %v; want node2", got, err)
 	}
-	tb.setEndpoints("local", "node3")
+	tb.SetEndpoints("local", "node3")
 	took := tb.waitRoute("198.51.100.11", "node3")
 	t.Logf("next hop moved to node3 %v after the endpoint moved", took)
 	if got, err := tb.get("198.51.100.11"); err != nil || got != "node3" {
 		t.Fatalf("GET from the router: %q, %v; want node3", got, err)
 	}
-	tb.setEndpoints("local", "node1", "node3")
+	tb.SetEndpoints("local", "node1", "node3")
 	tb.waitRoute("198.51.100.11", "node1", "node3")
-	tb.setEndpoints("local")
+	tb.SetEndpoints("local")
 	tb.waitRoute("198.51.100.11")
 }
 
@@ -71,7 +71,7 @@ func TestWithdrawal(t *testing.T) {
 	svc := tb.createService("deleted", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10", "2001:db8:2::10")
 	tb.waitRoute("198.51.100.10", all...)
 	tb.waitRoute("2001:db8:2::10", all...)
-	if err := tb.cs.CoreV1().Services(tb.ns).Delete(tb.ctx, svc.Name, metav1.DeleteOptions{}); err != nil {
+	if err := tb.CS.CoreV1().Services(tb.NS).Delete(tb.Ctx, svc.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("Service deleted: IPv4 route gone %v later", tb.waitRoute("198.51.100.10"))
@@ -79,26 +79,26 @@ func TestWithdrawal(t *testing.T) {
 
 	svc = tb.createService("retyped", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.11")
 	tb.waitRoute("198.51.100.11", all...)
-	svc, err := tb.cs.CoreV1().Services(tb.ns).Get(tb.ctx, svc.Name, metav1.GetOptions{})
+	svc, err := tb.CS.CoreV1().Services(tb.NS).Get(tb.Ctx, svc.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc.Spec.Type = corev1.ServiceTypeClusterIP
 	svc.Spec.ExternalTrafficPolicy = ""
-	if _, err := tb.cs.CoreV1().Services(tb.ns).Update(tb.ctx, svc, metav1.UpdateOptions{}); err != nil {
+	if _, err := tb.CS.CoreV1().Services(tb.NS).Update(tb.Ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("Service became ClusterIP: route gone %v later", tb.waitRoute("198.51.100.11"))
 
 	tb.createService("excluded", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.12")
 	tb.waitRoute("198.51.100.12", all...)
-	tb.labelNode("node2", corev1.LabelNodeExcludeBalancers, "true")
+	tb.LabelNode("node2", corev1.LabelNodeExcludeBalancers, "true")
 	t.Logf("node2 excluded: left the ECMP set %v later", tb.waitRoute("198.51.100.12", "node1", "node3"))
-	tb.labelNode("node2", corev1.LabelNodeExcludeBalancers, "")
+	tb.LabelNode("node2", corev1.LabelNodeExcludeBalancers, "")
 	tb.waitRoute("198.51.100.12", all...)
-	tb.setNodeReady("node3", false)
+	tb.SetNodeReady("node3", false)
 	t.Logf("node3 not Ready: left the ECMP set %v later", tb.waitRoute("198.51.100.12", "node1", "node2"))
-	tb.setNodeReady("node3", true)
+	tb.SetNodeReady("node3", true)
 	tb.waitRoute("198.51.100.12", all...)
 }
 
@@ -113,16 +113,16 @@ func TestSIGTERMDrainsFirst(t *testing.T) {
 	prefix := hostPrefix("198.51.100.10")
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 
-	node1 := tb.lab.Host("node1").IPv4().String()
+	node1 := tb.Lab.Host("node1").IPv4().String()
 	start := time.Now()
-	if err := tb.announcers["node1"].Signal(syscall.SIGTERM); err != nil {
+	if err := tb.Announcers["node1"].Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Read the BGP table, then the session: a table without node1 while
 	// the session is still established means the withdrawal came first.
 	var withdrawn time.Duration
 	var stateThen string
-	tb.eventually("node1 withdrawn from "+prefix, func() bool {
+	tb.Eventually("node1 withdrawn from "+prefix, func() bool {
 		if slices.Contains(tb.bgpNexthops(prefix), node1) {
 			return false
 		}
@@ -132,15 +132,15 @@ func TestSIGTERMDrainsFirst(t *testing.T) {
 	if stateThen != "Established" {
 		t.Fatalf("node1's route went with its session (state %q when the route was gone): no graceful withdrawal", stateThen)
 	}
-	tb.waitSession(tb.lab.Host("node1").IPv4(), false)
+	tb.waitSession(tb.Lab.Host("node1").IPv4(), false)
 	t.Logf("SIGTERM: node1 withdrawn after %v with its session still established; session closed after %v", withdrawn.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	tb.waitRoute("198.51.100.10", "node2", "node3")
-	if err := tb.announcers["node1"].Wait(tb.ctx); err != nil {
+	if err := tb.Announcers["node1"].Wait(tb.Ctx); err != nil {
 		t.Errorf("announcer after SIGTERM: %v", err)
 	}
 
 	start = time.Now()
-	if err := tb.announcers["node2"].Kill(); err != nil {
+	if err := tb.Announcers["node2"].Kill(); err != nil {
 		t.Fatal(err)
 	}
 	took := tb.waitRoute("198.51.100.10", "node3")
@@ -157,7 +157,7 @@ func TestFRRRestart(t *testing.T) {
 	tb := newTestbed(t, options{})
 	tb.startAll()
 	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10", "2001:db8:2::10")
-	tb.setEndpoints("local", "node3")
+	tb.SetEndpoints("local", "node3")
 	tb.createService("local", corev1.ServiceExternalTrafficPolicyLocal, "198.51.100.11")
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 	tb.waitRoute("2001:db8:2::10", "node1", "node2", "node3")
@@ -169,10 +169,10 @@ func TestFRRRestart(t *testing.T) {
 	tb.waitRoute("2001:db8:2::10", "node1", "node2", "node3")
 	tb.waitRoute("198.51.100.11", "node3")
 	t.Logf("every route back %v after FRR restarted", time.Since(start).Round(time.Millisecond))
-	for _, h := range tb.lab.Nodes() {
+	for _, h := range tb.Lab.Nodes() {
 		if !tb.hasMetric(h, `baremetal_announcer_bgp_session_failures_total{peer="203.0.113.1",reason="connection_closed"}`) &&
 			!tb.hasMetric(h, `baremetal_announcer_bgp_session_failures_total{peer="203.0.113.1",reason="peer_shutdown"}`) {
-			t.Errorf("%s: the lost session is not counted:\n%s", h.Name(), grepLines(tb.metrics(h), "baremetal_announcer_bgp"))
+			t.Errorf("%s: the lost session is not counted:\n%s", h.Name(), grepLines(tb.Metrics(h), "baremetal_announcer_bgp"))
 		}
 	}
 }
@@ -185,12 +185,12 @@ func TestConfigChange(t *testing.T) {
 	tb.startAll()
 	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10", "2001:db8:2::10")
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
-	tb.labelNode("node1", "bgp", "yes")
+	tb.LabelNode("node1", "bgp", "yes")
 
 	restricted := peersConfig + poolConfig + "  node-selectors:\n  - match-labels: {bgp: \"yes\"}\n"
 	write := func(content string) {
 		t.Helper()
-		if err := os.WriteFile(tb.configFile, []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(tb.ConfigFile, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,7 +201,7 @@ func TestConfigChange(t *testing.T) {
 	// Only the IPv4 peer is left; the IPv6 sessions close.
 	v4Only := strings.SplitAfter(peersConfig, "keepalive-time: 1s\n")[0]
 	write(v4Only + poolConfig)
-	for _, h := range tb.lab.Nodes() {
+	for _, h := range tb.Lab.Nodes() {
 		tb.waitSession(h.IPv6(), false)
 	}
 	tb.waitRoute("2001:db8:2::10")

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/e2e"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
@@ -20,8 +21,8 @@ import (
 func TestSessionFailuresExplained(t *testing.T) {
 	const password = "lab-md5-right"
 	tb := newTestbed(t, options{bgpd: lab.DefaultBGPDConf(password)})
-	secretName := "bgp-password-" + tb.ns
-	_, err := tb.cs.CoreV1().Secrets(systemNS).Create(tb.ctx, &corev1.Secret{
+	secretName := "bgp-password-" + tb.NS
+	_, err := tb.CS.CoreV1().Secrets(e2e.SystemNamespace).Create(tb.Ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: secretName},
 		Data:       map[string][]byte{"password": []byte(password)},
 	}, metav1.CreateOptions{})
@@ -29,7 +30,7 @@ func TestSessionFailuresExplained(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = tb.cs.CoreV1().Secrets(systemNS).Delete(context.Background(), secretName, metav1.DeleteOptions{})
+		_ = tb.CS.CoreV1().Secrets(e2e.SystemNamespace).Delete(context.Background(), secretName, metav1.DeleteOptions{})
 	})
 
 	peer := func(addr string, port, peerASN, myASN int, auth string) string {
@@ -46,10 +47,10 @@ func TestSessionFailuresExplained(t *testing.T) {
 		// nothing listens over IPv6.
 		"node3": "peers:\n" + peer("203.0.113.1", 179, 64512, 64999, fromSecret) + peer("2001:db8:1::1", 1179, 64512, 64513, ""),
 	}
-	for _, h := range tb.lab.Nodes() {
-		tb.startAnnouncer(h, tb.writeConfig(h.Name()+".yaml", configs[h.Name()]+poolConfig))
+	for _, h := range tb.Lab.Nodes() {
+		tb.StartAnnouncerWith(h, tb.WriteConfig(h.Name()+".yaml", configs[h.Name()]+poolConfig))
 	}
-	tb.waitSession(tb.lab.Host("node1").IPv4(), true)
+	tb.waitSession(tb.Lab.Host("node1").IPv4(), true)
 	tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10")
 	tb.waitRoute("198.51.100.10", "node1")
 
@@ -63,13 +64,13 @@ func TestSessionFailuresExplained(t *testing.T) {
 		{"node3", "2001:db8:1::1", "connection_refused"},
 	}
 	for _, w := range want {
-		h := tb.lab.Host(w.node)
+		h := tb.Lab.Host(w.node)
 		sample := fmt.Sprintf(`baremetal_announcer_bgp_session_failures_total{peer=%q,reason=%q}`, w.peer, w.reason)
-		tb.eventuallyf(func() string {
-			return fmt.Sprintf("%s: %s; metrics:\n%s", w.node, sample, grepLines(tb.metrics(h), "baremetal_announcer_bgp"))
+		tb.Eventuallyf(func() string {
+			return fmt.Sprintf("%s: %s; metrics:\n%s", w.node, sample, grepLines(tb.Metrics(h), "baremetal_announcer_bgp"))
 		}, func() bool { return tb.hasMetric(h, sample) })
 		logLine := ""
-		for _, l := range strings.Split(tb.announcers[w.node].Log(), "\n") {
+		for _, l := range strings.Split(tb.Announcers[w.node].Log(), "\n") {
 			if strings.Contains(l, "BGP session cannot be established") && strings.Contains(l, `peer="`+w.peer+`"`) && strings.Contains(l, `reason="`+w.reason+`"`) {
 				logLine = l
 				break
@@ -83,16 +84,16 @@ func TestSessionFailuresExplained(t *testing.T) {
 	}
 
 	// The one good session shows up, the failed ones down.
-	n1 := tb.metrics(tb.lab.Host("node1"))
+	n1 := tb.Metrics(tb.Lab.Host("node1"))
 	if !strings.Contains(n1, `baremetal_announcer_bgp_session_up{peer="203.0.113.1"} 1`) ||
 		!strings.Contains(n1, `baremetal_announcer_bgp_announced_prefixes{peer="203.0.113.1"} 1`) {
 		t.Errorf("node1 metrics:\n%s", grepLines(n1, "baremetal_announcer_bgp"))
 	}
-	if n2 := tb.metrics(tb.lab.Host("node2")); !strings.Contains(n2, `baremetal_announcer_bgp_session_up{peer="203.0.113.1"} 0`) {
+	if n2 := tb.Metrics(tb.Lab.Host("node2")); !strings.Contains(n2, `baremetal_announcer_bgp_session_up{peer="203.0.113.1"} 0`) {
 		t.Errorf("node2 metrics:\n%s", grepLines(n2, "baremetal_announcer_bgp"))
 	}
 	// The router saw the wrong signatures, silently.
-	if out, err := tb.lab.Router().Exec(tb.ctx, "nstat", "-az", "TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound"); err == nil {
+	if out, err := tb.Lab.Router().Exec(tb.Ctx, "nstat", "-az", "TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound"); err == nil {
 		t.Logf("router's TCP MD5 counters:\n%s", out)
 	}
 }

@@ -1,13 +1,10 @@
 package bgp
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,13 +12,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/e2e"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
 )
 
 // peersConfig peers every node with the router over IPv4 and IPv6, with
@@ -79,87 +72,40 @@ type options struct {
 // nodes, Node objects for them, a namespace for Services, and an announcer
 // per node.
 type testbed struct {
-	t    testing.TB
-	ctx  context.Context
-	lab  *lab.Lab
+	*e2e.Cluster
 	frr  *lab.FRR
 	bgpd string
 	// vty holds open connections to FRR's daemons' vty sockets, by
 	// daemon; see show.
-	vty        map[string]*lab.VTYConn
-	cs         kubernetes.Interface
-	ns         string
-	kubeconfig string
-	configFile string
-	announcers map[string]*process.Process
-	// extraArgs go after the announcer's own flags (benchmarks pass the
-	// shipped --v=0).
-	extraArgs []string
+	vty map[string]*lab.VTYConn
 }
 
 func newTestbed(t testing.TB, opts options) *testbed {
-	globalSetup(t)
 	if opts.cloudConfig == "" {
 		opts.cloudConfig = defaultCloudConfig
 	}
 	if opts.bgpd == "" {
 		opts.bgpd = lab.DefaultBGPDConf("")
 	}
-	if opts.within == 0 {
-		opts.within = 5 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opts.within)
-	t.Cleanup(cancel)
-	tb := &testbed{t: t, ctx: ctx, cs: adminClient(), bgpd: opts.bgpd, announcers: map[string]*process.Process{}, vty: map[string]*lab.VTYConn{}}
-	tb.lab = lab.NewForTest(t, lab.Options{Router: true, IPv6: true})
-
+	tb := &testbed{bgpd: opts.bgpd, vty: map[string]*lab.VTYConn{}, Cluster: e2e.New(t, e2e.Options{
+		Lab:             lab.Options{Router: true, IPv6: true},
+		CloudConfig:     opts.cloudConfig,
+		VIPs:            vips,
+		NamespacePrefix: "e2e-bgp-",
+		AnnouncerArgs:   []string{"--namespace=" + e2e.SystemNamespace},
+		Within:          opts.within,
+		SettleTimeout:   settleTimeout,
+		PollEvery:       pollEvery,
+		LogTail:         8000,
+	})}
 	var err error
-	if tb.kubeconfig, err = cp.KubeconfigForServiceAccount(systemNS, serviceAccount); err != nil {
-		t.Fatal(err)
-	}
-	tb.configFile = tb.writeConfig("cloud-config.yaml", opts.cloudConfig)
-
-	ns, err := tb.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-bgp-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.ns = ns.Name
-	t.Cleanup(func() {
-		// No namespace controller runs: delete the objects themselves.
-		ctx := context.Background()
-		if list, err := tb.cs.CoreV1().Services(tb.ns).List(ctx, metav1.ListOptions{}); err == nil {
-			for _, s := range list.Items {
-				_ = tb.cs.CoreV1().Services(tb.ns).Delete(ctx, s.Name, metav1.DeleteOptions{})
-			}
-		}
-		_ = tb.cs.DiscoveryV1().EndpointSlices(tb.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		_ = tb.cs.CoreV1().Namespaces().Delete(ctx, tb.ns, metav1.DeleteOptions{})
-	})
-
-	for _, h := range tb.lab.Nodes() {
-		tb.createNode(h)
-		if _, err := tb.lab.ForwardAPIServer(h, cp.Port()); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vips {
-			if err := h.AddVIP(v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := h.ServeHTTP(80); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tb.frr, err = tb.lab.StartFRR(ctx, opts.bgpd)
+	tb.frr, err = tb.Lab.StartFRR(tb.Ctx, opts.bgpd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tb.closeVTY)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for name, p := range tb.announcers {
-				t.Logf("--- %s announcer log (tail) ---\n%s", name, p.LogTail(8000))
-			}
 			if out, err := tb.frr.VTY("show bgp summary"); err == nil {
 				t.Logf("--- FRR bgp summary ---\n%s", out)
 			}
@@ -168,105 +114,19 @@ func newTestbed(t testing.TB, opts options) *testbed {
 	return tb
 }
 
-// writeConfig writes a cloud-config file and returns its path.
-func (tb *testbed) writeConfig(name, content string) string {
-	tb.t.Helper()
-	path := filepath.Join(tb.t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		tb.t.Fatal(err)
-	}
-	return path
-}
-
-// createNode (re)creates the Node object of a lab host, Ready, with its
-// IPv4 and IPv6 addresses.
-func (tb *testbed) createNode(h *lab.Host) {
-	tb.t.Helper()
-	_ = tb.cs.CoreV1().Nodes().Delete(tb.ctx, h.Name(), metav1.DeleteOptions{})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(pollEvery) {
-		if _, err := tb.cs.CoreV1().Nodes().Get(tb.ctx, h.Name(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			break
-		}
-	}
-	n, err := tb.cs.CoreV1().Nodes().Create(tb.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: h.Name()}}, metav1.CreateOptions{})
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
-	n.Status.Addresses = []corev1.NodeAddress{
-		{Type: corev1.NodeInternalIP, Address: h.IPv4().String()},
-		{Type: corev1.NodeInternalIP, Address: h.IPv6().String()},
-		{Type: corev1.NodeHostName, Address: h.Name()},
-	}
-	if _, err := tb.cs.CoreV1().Nodes().UpdateStatus(tb.ctx, n, metav1.UpdateOptions{}); err != nil {
-		tb.t.Fatal(err)
-	}
-	name := h.Name()
-	tb.t.Cleanup(func() { _ = tb.cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-}
-
-// labelNode sets (value != "") or removes a label of a node.
-func (tb *testbed) labelNode(name, key, value string) {
-	tb.t.Helper()
-	n, err := tb.cs.CoreV1().Nodes().Get(tb.ctx, name, metav1.GetOptions{})
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	if n.Labels == nil {
-		n.Labels = map[string]string{}
-	}
-	if value == "" {
-		delete(n.Labels, key)
-	} else {
-		n.Labels[key] = value
-	}
-	if _, err := tb.cs.CoreV1().Nodes().Update(tb.ctx, n, metav1.UpdateOptions{}); err != nil {
-		tb.t.Fatal(err)
-	}
-}
-
-// startAnnouncer runs the real binary in the node's namespace as the
-// DaemonSet does, with the testbed's cloud-config or configFile if given.
-func (tb *testbed) startAnnouncer(h *lab.Host, configFile ...string) *process.Process {
-	tb.t.Helper()
-	cfg := tb.configFile
-	if len(configFile) > 0 {
-		cfg = configFile[0]
-	}
-	p, err := h.Start(context.WithoutCancel(tb.ctx), process.Spec{
-		Name: "announcer",
-		Path: announcerBin,
-		Args: append([]string{
-			"--kubeconfig=" + tb.kubeconfig,
-			"--cloud-config=" + cfg,
-			"--node-name=" + h.Name(),
-			"--namespace=" + systemNS,
-			"--memberlist-secret=" + memberlistName,
-			"--memberlist-secret-namespace=" + systemNS,
-			"--metrics-bind-address=127.0.0.1:7472",
-			"--v=2",
-		}, tb.extraArgs...),
-	})
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	tb.announcers[h.Name()] = p
-	return p
-}
-
 // startAll starts an announcer on every node and waits until FRR has an
 // established session with each, over both families.
 func (tb *testbed) startAll() {
-	tb.t.Helper()
+	tb.T.Helper()
 	start := time.Now()
-	for _, h := range tb.lab.Nodes() {
-		tb.startAnnouncer(h)
+	for _, h := range tb.Lab.Nodes() {
+		tb.StartAnnouncer(h)
 	}
-	for _, h := range tb.lab.Nodes() {
+	for _, h := range tb.Lab.Nodes() {
 		tb.waitSession(h.IPv4(), true)
 		tb.waitSession(h.IPv6(), true)
 	}
-	tb.t.Logf("6 sessions established %v after starting the announcers", time.Since(start).Round(time.Millisecond))
+	tb.T.Logf("6 sessions established %v after starting the announcers", time.Since(start).Round(time.Millisecond))
 }
 
 // neighbors returns FRR's session state per neighbor address.
@@ -275,7 +135,7 @@ func (tb *testbed) neighbors() map[string]string {
 		State string `json:"bgpState"`
 	}
 	if err := tb.showJSON("bgpd", "show bgp neighbors json", &out); err != nil {
-		tb.t.Logf("show bgp neighbors: %v", err)
+		tb.T.Logf("show bgp neighbors: %v", err)
 		return nil
 	}
 	states := map[string]string{}
@@ -288,8 +148,8 @@ func (tb *testbed) neighbors() map[string]string {
 // waitSession waits until FRR's session with addr is (or is no longer)
 // established.
 func (tb *testbed) waitSession(addr netip.Addr, up bool) {
-	tb.t.Helper()
-	tb.eventually(fmt.Sprintf("FRR session with %s established=%v", addr, up), func() bool {
+	tb.T.Helper()
+	tb.Eventually(fmt.Sprintf("FRR session with %s established=%v", addr, up), func() bool {
 		return (tb.neighbors()[addr.String()] == "Established") == up
 	})
 }
@@ -297,71 +157,18 @@ func (tb *testbed) waitSession(addr netip.Addr, up bool) {
 // createService creates a LoadBalancer Service and writes its status IPs,
 // as the cloud-controller-manager would.
 func (tb *testbed) createService(name string, etp corev1.ServiceExternalTrafficPolicy, ips ...string) *corev1.Service {
-	tb.t.Helper()
-	svc, err := tb.cs.CoreV1().Services(tb.ns).Create(tb.ctx, lbService(name, etp), metav1.CreateOptions{})
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	svc, err = tb.setStatus(svc, ips...)
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	return svc
+	tb.T.Helper()
+	return tb.CreateService(lbService(name, etp), ips...)
 }
 
+// lbService is e2e.LoadBalancer without node ports: the node port range
+// (2,768 ports) would not hold the benchmarks' thousands of Services; the
+// lab reaches the VIP directly anyway.
 func lbService(name string, etp corev1.ServiceExternalTrafficPolicy) *corev1.Service {
+	svc := e2e.LoadBalancer(name, etp)
 	noNodePorts := false
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.ServiceSpec{
-			Type:                  corev1.ServiceTypeLoadBalancer,
-			ExternalTrafficPolicy: etp,
-			Ports:                 []corev1.ServicePort{{Name: "http", Port: 80}},
-			// The node port range (2,768 ports) would not hold the
-			// benchmarks' thousands of Services; the lab reaches the
-			// VIP directly anyway.
-			AllocateLoadBalancerNodePorts: &noNodePorts,
-		},
-	}
-}
-
-// setStatus writes the Service's status IPs.
-func (tb *testbed) setStatus(svc *corev1.Service, ips ...string) (*corev1.Service, error) {
-	svc = svc.DeepCopy()
-	svc.Status.LoadBalancer.Ingress = nil
-	for _, ip := range ips {
-		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
-	}
-	return tb.cs.CoreV1().Services(tb.ns).UpdateStatus(tb.ctx, svc, metav1.UpdateOptions{})
-}
-
-// setEndpoints gives the Service one EndpointSlice with a ready endpoint
-// on each of nodes.
-func (tb *testbed) setEndpoints(svc string, nodes ...string) {
-	tb.t.Helper()
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: svc + "-e2e", Labels: map[string]string{
-			discoveryv1.LabelServiceName: svc,
-			discoveryv1.LabelManagedBy:   "e2e-test",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-	}
-	ready := true
-	for i, n := range nodes {
-		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{fmt.Sprintf("10.244.%d.10", i)},
-			NodeName:   &n,
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-		})
-	}
-	c := tb.cs.DiscoveryV1().EndpointSlices(tb.ns)
-	if _, err := c.Update(tb.ctx, slice, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
-		if _, err := c.Create(tb.ctx, slice, metav1.CreateOptions{}); err != nil {
-			tb.t.Fatal(err)
-		}
-	} else if err != nil {
-		tb.t.Fatal(err)
-	}
+	svc.Spec.AllocateLoadBalancerNodePorts = &noNodePorts
+	return svc
 }
 
 // hostPrefix is the /32 or /128 of an IP.
@@ -410,14 +217,14 @@ func (tb *testbed) bgpPaths(prefix string) ([]bgpPath, string) {
 	}
 	out, err := tb.show("bgpd", fmt.Sprintf("show bgp %s unicast %s json", af, prefix))
 	if err != nil {
-		tb.t.Logf("vtysh: %v", err)
+		tb.T.Logf("vtysh: %v", err)
 		return nil, out
 	}
 	var r struct {
 		Paths []bgpPath `json:"paths"`
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		tb.t.Logf("decoding %q: %v", out, err)
+		tb.T.Logf("decoding %q: %v", out, err)
 	}
 	return r.Paths, out
 }
@@ -454,7 +261,7 @@ func (tb *testbed) ribNexthops(prefix string) []string {
 		} `json:"nexthops"`
 	}
 	if err := tb.showJSON("zebra", cmd, &r); err != nil {
-		tb.t.Logf("%v", err)
+		tb.T.Logf("%v", err)
 		return nil
 	}
 	var out []string
@@ -479,9 +286,9 @@ func (tb *testbed) kernelNexthops(prefix string) []string {
 	if strings.Contains(prefix, ":") {
 		fam = "-6"
 	}
-	out, err := tb.lab.Router().Exec(tb.ctx, "ip", fam, "-j", "route", "show", prefix)
+	out, err := tb.Lab.Router().Exec(tb.Ctx, "ip", fam, "-j", "route", "show", prefix)
 	if err != nil {
-		tb.t.Logf("ip route: %v: %s", err, out)
+		tb.T.Logf("ip route: %v: %s", err, out)
 		return nil
 	}
 	var routes []struct {
@@ -491,7 +298,7 @@ func (tb *testbed) kernelNexthops(prefix string) []string {
 		} `json:"nexthops"`
 	}
 	if err := json.Unmarshal([]byte(out), &routes); err != nil {
-		tb.t.Logf("decoding %q: %v", out, err)
+		tb.T.Logf("decoding %q: %v", out, err)
 		return nil
 	}
 	var gws []string
@@ -513,7 +320,7 @@ func (tb *testbed) nodeAddrs(ip string, names ...string) []string {
 	v6 := strings.Contains(ip, ":")
 	var out []string
 	for _, n := range names {
-		h := tb.lab.Host(n)
+		h := tb.Lab.Host(n)
 		if v6 {
 			out = append(out, h.IPv6().String())
 		} else {
@@ -528,12 +335,12 @@ func (tb *testbed) nodeAddrs(ip string, names ...string) []string {
 // kernel all route ip to exactly the named nodes (none: no route), and
 // returns how long it took.
 func (tb *testbed) waitRoute(ip string, nodes ...string) time.Duration {
-	tb.t.Helper()
+	tb.T.Helper()
 	start := time.Now()
 	prefix := hostPrefix(ip)
 	want := tb.nodeAddrs(ip, nodes...)
 	var bgp, rib, kernel []string
-	tb.eventuallyf(func() string {
+	tb.Eventuallyf(func() string {
 		return fmt.Sprintf("route %s via %v: BGP table %v, RIB %v, kernel %v", prefix, want, bgp, rib, kernel)
 	}, func() bool {
 		bgp, rib, kernel = tb.bgpNexthops(prefix), tb.ribNexthops(prefix), tb.kernelNexthops(prefix)
@@ -542,35 +349,16 @@ func (tb *testbed) waitRoute(ip string, nodes ...string) time.Duration {
 	return time.Since(start)
 }
 
-// url is the router's URL for a VIP.
-func url(ip string) string {
-	a := netip.MustParseAddr(ip)
-	if a.Is6() {
-		return "http://[" + a.String() + "]/"
-	}
-	return "http://" + a.String() + "/"
-}
-
 // get asks the VIP from the router and returns the node that answered.
 func (tb *testbed) get(ip string) (string, error) {
-	body, err := tb.lab.Router().HTTPGet(tb.ctx, url(ip), requestWait)
+	body, err := tb.Lab.Router().HTTPGet(tb.Ctx, e2e.URL(ip), requestWait)
 	return strings.TrimSpace(body), err
-}
-
-// metrics returns the announcer's /metrics text.
-func (tb *testbed) metrics(h *lab.Host) string {
-	tb.t.Helper()
-	body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
-	if err != nil {
-		tb.t.Fatalf("metrics of %s: %v", h.Name(), err)
-	}
-	return body
 }
 
 // hasMetric says whether the announcer of h exports a sample whose line
 // starts with prefix (name and labels) and whose value is not 0.
 func (tb *testbed) hasMetric(h *lab.Host, prefix string) bool {
-	body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
 	if err != nil {
 		return false
 	}
@@ -580,41 +368,6 @@ func (tb *testbed) hasMetric(h *lab.Host, prefix string) bool {
 		}
 	}
 	return false
-}
-
-// eventually polls cond until it holds, within settleTimeout.
-func (tb *testbed) eventually(what string, cond func() bool) {
-	tb.t.Helper()
-	tb.eventuallyf(func() string { return what }, cond)
-}
-
-func (tb *testbed) eventuallyf(what func() string, cond func() bool) {
-	tb.t.Helper()
-	deadline := time.Now().Add(settleTimeout)
-	for time.Now().Before(deadline) && tb.ctx.Err() == nil {
-		if cond() {
-			return
-		}
-		time.Sleep(pollEvery)
-	}
-	tb.t.Fatalf("timed out after %v waiting for %s", settleTimeout, what())
-}
-
-// setNodeReady sets the Ready condition of a node.
-func (tb *testbed) setNodeReady(name string, ready bool) {
-	tb.t.Helper()
-	n, err := tb.cs.CoreV1().Nodes().Get(tb.ctx, name, metav1.GetOptions{})
-	if err != nil {
-		tb.t.Fatal(err)
-	}
-	st := corev1.ConditionTrue
-	if !ready {
-		st = corev1.ConditionFalse
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	if _, err := tb.cs.CoreV1().Nodes().UpdateStatus(tb.ctx, n, metav1.UpdateOptions{}); err != nil {
-		tb.t.Fatal(err)
-	}
 }
 
 // grepLines returns the lines of text that contain s.
@@ -644,7 +397,7 @@ func (tb *testbed) show(daemon, cmd string) (string, error) {
 		}
 		tb.vty[daemon] = v
 	}
-	out, err := v.Do(tb.ctx, cmd)
+	out, err := v.Do(tb.Ctx, cmd)
 	var status *lab.VTYStatusError
 	switch {
 	case errors.As(err, &status) && status.Status == 1:
@@ -680,13 +433,13 @@ func (tb *testbed) closeVTY() {
 
 // restartFRR stops FRR and starts it again with the same configuration.
 func (tb *testbed) restartFRR() {
-	tb.t.Helper()
+	tb.T.Helper()
 	tb.closeVTY()
 	if err := tb.frr.Stop(); err != nil {
-		tb.t.Fatal(err)
+		tb.T.Fatal(err)
 	}
 	var err error
-	if tb.frr, err = tb.lab.StartFRR(tb.ctx, tb.bgpd); err != nil {
-		tb.t.Fatal(err)
+	if tb.frr, err = tb.Lab.StartFRR(tb.Ctx, tb.bgpd); err != nil {
+		tb.T.Fatal(err)
 	}
 }

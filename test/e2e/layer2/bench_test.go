@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/e2e"
 )
 
 // The benchmarks time what a user of a layer-2 IP waits for, in the lab,
@@ -62,7 +63,7 @@ func benchTestbed(b *testing.B, pool bool) *testbed {
 	loadAtStart = loadAvg()
 	tb := newTestbedWithin(b, benchWithin)
 	if os.Getenv("L2BENCH_V") == "" {
-		tb.extraArgs = shippedArgs
+		tb.ExtraArgs = shippedArgs
 	}
 	if pool {
 		tb.useScalePool()
@@ -92,15 +93,15 @@ func BenchmarkFailover(b *testing.B) {
 	}{
 		{"SIGKILL",
 			func(victim string) {
-				if err := tb.announcers[victim].Kill(); err != nil {
+				if err := tb.Announcers[victim].Kill(); err != nil {
 					b.Fatal(err)
 				}
 			},
-			func(victim string) { tb.startAnnouncer(tb.lab.Host(victim)) },
+			func(victim string) { tb.StartAnnouncer(tb.Lab.Host(victim)) },
 		},
 		{"node crash",
 			func(victim string) {
-				if err := tb.lab.Unplug(tb.lab.Host(victim)); err != nil {
+				if err := tb.Lab.Unplug(tb.Lab.Host(victim)); err != nil {
 					b.Fatal(err)
 				}
 			},
@@ -109,13 +110,13 @@ func BenchmarkFailover(b *testing.B) {
 			// IP while alone, and a gratuitous ARP of those still due at
 			// the instant of the Plug would pull clients to it.)
 			func(victim string) {
-				if err := tb.announcers[victim].Kill(); err != nil {
+				if err := tb.Announcers[victim].Kill(); err != nil {
 					b.Fatal(err)
 				}
-				if err := tb.lab.Plug(tb.lab.Host(victim)); err != nil {
+				if err := tb.Lab.Plug(tb.Lab.Host(victim)); err != nil {
 					b.Fatal(err)
 				}
-				tb.startAnnouncer(tb.lab.Host(victim))
+				tb.StartAnnouncer(tb.Lab.Host(victim))
 			},
 		},
 	}
@@ -183,8 +184,8 @@ func BenchmarkFailover(b *testing.B) {
 // each bounded by requestWait, and returns how long after start the first
 // answer from want arrived.
 func (tb *testbed) firstAnswerFrom(ip, want string, start time.Time) time.Duration {
-	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, settleTimeout)
+	tb.T.Helper()
+	ctx, cancel := context.WithTimeout(tb.Ctx, settleTimeout)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel, below: no request outlives the call
 	defer cancel()
@@ -197,7 +198,7 @@ func (tb *testbed) firstAnswerFrom(ip, want string, start time.Time) time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			body, err := tb.lab.Client().HTTPGet(ctx, url(ip), requestWait)
+			body, err := tb.Lab.Client().HTTPGet(ctx, e2e.URL(ip), requestWait)
 			if err == nil && strings.TrimSpace(body) == want {
 				select {
 				case answered <- time.Since(start):
@@ -209,7 +210,7 @@ func (tb *testbed) firstAnswerFrom(ip, want string, start time.Time) time.Durati
 		case d := <-answered:
 			return d
 		case <-ctx.Done():
-			tb.t.Fatalf("%s not served by %s within %v", ip, want, settleTimeout)
+			tb.T.Fatalf("%s not served by %s within %v", ip, want, settleTimeout)
 		case <-tick.C:
 		}
 	}
@@ -227,36 +228,36 @@ func (tb *testbed) firstAnswerFrom(ip, want string, start time.Time) time.Durati
 // keeps answering. settle counts such a stale entry in tb.stale, after
 // stuckAfter, and deletes it so that the trials can go on.
 func (tb *testbed) settle(ip, owner string) {
-	tb.t.Helper()
-	for _, h := range tb.lab.Nodes() {
-		tb.waitMembers(h, len(tb.lab.Nodes()))
+	tb.T.Helper()
+	for _, h := range tb.Lab.Nodes() {
+		tb.waitMembers(h, len(tb.Lab.Nodes()))
 	}
 	const stuckAfter = 8 * time.Second // the gratuitous schedule is over after 3 s
 	start := time.Now()
-	mac := tb.lab.Host(owner).MAC().String()
+	mac := tb.Lab.Host(owner).MAC().String()
 	repaired := false
 	for {
 		got, err := tb.get(ip)
-		m, state, nerr := tb.lab.Client().Neighbor(ip)
+		m, state, nerr := tb.Lab.Client().Neighbor(ip)
 		if err == nil && got == owner && nerr == nil && m == mac {
 			break
 		}
 		if !repaired && time.Since(start) > stuckAfter && m != "" && m != mac && slices.Equal(tb.answerers(ip), []string{owner}) {
-			tb.t.Logf("STALE: %s is answered by %s alone, but the client still sends to %s (%s, %s) after %v; deleting the entry",
+			tb.T.Logf("STALE: %s is answered by %s alone, but the client still sends to %s (%s, %s) after %v; deleting the entry",
 				ip, owner, tb.names([]net.HardwareAddr{mustMAC(m)}), m, state, time.Since(start).Round(time.Millisecond))
 			tb.stale = append(tb.stale, ip)
-			if err := tb.lab.Client().DelNeighbor(ip); err != nil {
-				tb.t.Fatal(err)
+			if err := tb.Lab.Client().DelNeighbor(ip); err != nil {
+				tb.T.Fatal(err)
 			}
 			repaired = true
 		}
 		if time.Since(start) > settleTimeout {
-			tb.t.Fatalf("%s not served by %s (%s) within %v: answered by %q (%v), client's neighbour entry %s %s (%v), ARP/NDP answered by %v",
+			tb.T.Fatalf("%s not served by %s (%s) within %v: answered by %q (%v), client's neighbour entry %s %s (%v), ARP/NDP answered by %v",
 				ip, owner, mac, settleTimeout, got, err, m, state, nerr, tb.answerers(ip))
 		}
 		time.Sleep(pollEvery)
 	}
-	tb.eventually(ip+" answered by "+owner+" alone", func() bool {
+	tb.Eventually(ip+" answered by "+owner+" alone", func() bool {
 		return slices.Equal(tb.answerers(ip), []string{owner})
 	})
 }
@@ -302,7 +303,7 @@ func BenchmarkHandover(b *testing.B) {
 			requests += h.requests
 			failures += h.failures
 			resets += h.resets
-			tb.startAnnouncer(tb.lab.Host(victim))
+			tb.StartAnnouncer(tb.Lab.Host(victim))
 			tb.settle(fam.ip, victim)
 		}
 		sorted := slices.Sorted(slices.Values(took))
@@ -334,12 +335,12 @@ type handoverTrial struct {
 // handover sends SIGTERM to victim's announcer, watches ip from the client
 // for 3 s and waits for the announcer to exit.
 func (tb *testbed) handover(ip, victim, next string) handoverTrial {
-	tb.t.Helper()
-	p := tb.announcers[victim]
+	tb.T.Helper()
+	p := tb.Announcers[victim]
 	var h handoverTrial
 	start := time.Now()
 	if err := p.Signal(syscall.SIGTERM); err != nil {
-		tb.t.Fatal(err)
+		tb.T.Fatal(err)
 	}
 	lastReset := false
 	for time.Since(start) < 3*time.Second {
@@ -351,7 +352,7 @@ func (tb *testbed) handover(ip, victim, next string) handoverTrial {
 			lastReset = true
 		case err != nil:
 			h.failures++
-			tb.t.Logf("request %d at %v failed: %v", h.requests, time.Since(start), err)
+			tb.T.Logf("request %d at %v failed: %v", h.requests, time.Since(start), err)
 		default:
 			lastReset = false
 			if got == next && h.switched == 0 {
@@ -361,10 +362,10 @@ func (tb *testbed) handover(ip, victim, next string) handoverTrial {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if h.switched == 0 {
-		tb.t.Fatalf("SIGTERM of %s: %s not served by %s within 3 s", victim, ip, next)
+		tb.T.Fatalf("SIGTERM of %s: %s not served by %s within 3 s", victim, ip, next)
 	}
-	if err := p.Wait(tb.ctx); err != nil {
-		tb.t.Fatalf("announcer of %s exited with %v after SIGTERM, want 0", victim, err)
+	if err := p.Wait(tb.Ctx); err != nil {
+		tb.T.Fatalf("announcer of %s exited with %v after SIGTERM, want 0", victim, err)
 	}
 	return h
 }
@@ -402,7 +403,7 @@ func BenchmarkScale5000(b *testing.B) {
 		idle, loaded, after, hwm int
 		cpuLoad, cpuQuiet        time.Duration
 	}
-	for _, h := range tb.lab.Nodes() {
+	for _, h := range tb.Lab.Nodes() {
 		name := h.Name()
 		i, l, a := idle[name], loaded[name], after[name]
 		cpuLoad, cpuQuiet := l.cpu-i.cpu, a.cpu-l.cpu
@@ -433,8 +434,8 @@ func BenchmarkScale5000(b *testing.B) {
 func (tb *testbed) usages(b *testing.B) map[string]usage {
 	b.Helper()
 	out := map[string]usage{}
-	for _, h := range tb.lab.Nodes() {
-		u, err := readUsage(tb.announcers[h.Name()].Pid())
+	for _, h := range tb.Lab.Nodes() {
+		u, err := readUsage(tb.Announcers[h.Name()].Pid())
 		if err != nil {
 			b.Fatal(err)
 		}

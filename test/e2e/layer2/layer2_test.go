@@ -30,7 +30,7 @@ func TestClientReachesTheOwner(t *testing.T) {
 			t.Errorf("%s: answered by %v, want only %s", ip, got, want)
 		}
 	}
-	tb.eventually("a nodeAssigned event", func() bool {
+	tb.Eventually("a nodeAssigned event", func() bool {
 		for _, m := range tb.events("web", "nodeAssigned") {
 			if strings.Contains(m, "announcing 203.0.113.200 from node "+expectedOwner("203.0.113.200", allNodes...)+" via layer2") {
 				return true
@@ -38,8 +38,8 @@ func TestClientReachesTheOwner(t *testing.T) {
 		}
 		return false
 	})
-	owner := tb.lab.Host(expectedOwner("203.0.113.200", allNodes...))
-	m := tb.metrics(owner)
+	owner := tb.Lab.Host(expectedOwner("203.0.113.200", allNodes...))
+	m := tb.Metrics(owner)
 	for _, want := range []string{`baremetal_announcer_announced_ips{protocol="layer2"}`, `baremetal_announcer_layer2_requests_answered_total{protocol="arp"}`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics of %s lack %s", owner.Name(), want)
@@ -55,7 +55,7 @@ func without(nodes []string, gone ...string) []string {
 // spread creates one Service per IP and waits until each IP is served by
 // its owner. It returns the owners.
 func (tb *testbed) spread(ips ...string) map[string]string {
-	tb.t.Helper()
+	tb.T.Helper()
 	owners := map[string]string{}
 	for i, ip := range ips {
 		tb.createService("svc"+string(rune('a'+i)), cluster, ip)
@@ -71,7 +71,7 @@ func (tb *testbed) spread(ips ...string) map[string]string {
 // want, and returns how long that took from start. Every request has its
 // own short timeout, so a dead MAC costs at most that per try.
 func (tb *testbed) firstServedBy(ip, want string, start time.Time) time.Duration {
-	tb.t.Helper()
+	tb.T.Helper()
 	deadline := start.Add(settleTimeout)
 	for time.Now().Before(deadline) {
 		if got, err := tb.get(ip); err == nil && got == want {
@@ -79,7 +79,7 @@ func (tb *testbed) firstServedBy(ip, want string, start time.Time) time.Duration
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	tb.t.Fatalf("%s not served by %s within %v", ip, want, settleTimeout)
+	tb.T.Fatalf("%s not served by %s within %v", ip, want, settleTimeout)
 	return 0
 }
 
@@ -95,7 +95,7 @@ func TestSIGKILLFailover(t *testing.T) {
 	rest := without(allNodes, victim)
 
 	start := time.Now()
-	if err := tb.announcers[victim].Kill(); err != nil {
+	if err := tb.Announcers[victim].Kill(); err != nil {
 		t.Fatal(err)
 	}
 	next := expectedOwner("203.0.113.200", rest...)
@@ -114,7 +114,7 @@ func TestSIGKILLFailover(t *testing.T) {
 			t.Errorf("%s (owner was %s): answered by %v, want only %s", ip, owners[ip], got, want)
 		}
 	}
-	tb.eventually("an event naming the takeover", func() bool {
+	tb.Eventually("an event naming the takeover", func() bool {
 		for _, m := range tb.events("svca", "nodeAssigned") {
 			if strings.Contains(m, "from node "+next) && strings.Contains(m, "taking over from node "+victim) {
 				return true
@@ -136,18 +136,18 @@ func TestNodeCrashFailover(t *testing.T) {
 		t.Run(ip, func(t *testing.T) {
 			victim := owners[ip]
 			start := time.Now()
-			if err := tb.lab.Unplug(tb.lab.Host(victim)); err != nil {
+			if err := tb.Lab.Unplug(tb.Lab.Host(victim)); err != nil {
 				t.Fatal(err)
 			}
 			next := expectedOwner(ip, without(allNodes, victim)...)
 			took := tb.firstServedBy(ip, next, start)
 			t.Logf("%s unplugged: %s served by %s after %v (BenchmarkFailover measures this)", victim, ip, next, took)
-			if err := tb.lab.Plug(tb.lab.Host(victim)); err != nil {
+			if err := tb.Lab.Plug(tb.Lab.Host(victim)); err != nil {
 				t.Fatal(err)
 			}
 			// Healed: back to one owner, the original one.
 			tb.waitServedBy(ip, victim)
-			tb.eventually(ip+" answered by one node", func() bool {
+			tb.Eventually(ip+" answered by one node", func() bool {
 				return slices.Equal(tb.answerers(ip), []string{victim})
 			})
 		})
@@ -164,7 +164,7 @@ func TestSIGTERMHandsOverWithoutAGap(t *testing.T) {
 	for _, ip := range []string{"203.0.113.200", "2001:db8:1::200"} {
 		victim := owners[ip]
 		next := expectedOwner(ip, without(allNodes, victim)...)
-		p := tb.announcers[victim]
+		p := tb.Announcers[victim]
 		start := time.Now()
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -207,12 +207,12 @@ func TestSIGTERMHandsOverWithoutAGap(t *testing.T) {
 		if switched == 0 {
 			t.Errorf("client never reached %s in 3 s of requests", next)
 		}
-		if err := p.Wait(tb.ctx); err != nil {
+		if err := p.Wait(tb.Ctx); err != nil {
 			t.Errorf("announcer exited with %v after SIGTERM, want 0", err)
 		}
 		// Restart it for the next IP; it takes its IPs back.
-		tb.startAnnouncer(tb.lab.Host(victim))
-		for _, h := range tb.lab.Nodes() {
+		tb.StartAnnouncer(tb.Lab.Host(victim))
+		for _, h := range tb.Lab.Nodes() {
 			tb.waitMembers(h, 3)
 		}
 		tb.waitServedBy(ip, victim)
@@ -232,7 +232,7 @@ func TestLocalTrafficPolicy(t *testing.T) {
 		t.Errorf("answered by %v without any endpoint", got)
 	}
 	for _, node := range []string{"node3", "node1", "node2"} {
-		tb.setEndpoints("local", node)
+		tb.SetEndpoints("local", node)
 		took := tb.waitServedBy(ip, node)
 		t.Logf("endpoint on %s: served by it after %v", node, took)
 		if got := tb.answerers(ip); !slices.Equal(got, []string{node}) {
@@ -240,7 +240,7 @@ func TestLocalTrafficPolicy(t *testing.T) {
 		}
 	}
 	// Endpoints on two nodes: one of them.
-	tb.setEndpoints("local", "node1", "node3")
+	tb.SetEndpoints("local", "node1", "node3")
 	tb.waitServedBy(ip, expectedOwner(ip, "node1", "node3"))
 }
 
@@ -248,8 +248,8 @@ func TestLocalTrafficPolicy(t *testing.T) {
 // never answer, whatever the hash would give them.
 func TestIneligibleNodesNeverAnnounce(t *testing.T) {
 	tb := newTestbed(t)
-	tb.labelNode("node1", corev1.LabelNodeExcludeBalancers, "true")
-	tb.setNodeReady("node2", false)
+	tb.LabelNode("node1", corev1.LabelNodeExcludeBalancers, "true")
+	tb.SetNodeReady("node2", false)
 	tb.startAll()
 	ips := []string{"203.0.113.200", "203.0.113.201", "203.0.113.202", "203.0.113.203", "203.0.113.204", "203.0.113.205", "2001:db8:1::200", "2001:db8:1::201"}
 	for i, ip := range ips {
@@ -262,7 +262,7 @@ func TestIneligibleNodesNeverAnnounce(t *testing.T) {
 		}
 	}
 	// node2 becomes Ready: it takes its share; node1 stays out.
-	tb.setNodeReady("node2", true)
+	tb.SetNodeReady("node2", true)
 	for _, ip := range ips {
 		tb.waitServedBy(ip, expectedOwner(ip, "node2", "node3"))
 	}
@@ -305,14 +305,14 @@ func TestSurvivesWithoutTheAPI(t *testing.T) {
 	tb.startAll()
 	const ip = "203.0.113.202"
 	owners := tb.spread(ip)
-	for _, f := range tb.forwards {
+	for _, f := range tb.Forwards {
 		f.Close()
 	}
 	time.Sleep(time.Second)
 	tb.waitServedBy(ip, owners[ip])
 	victim := owners[ip]
 	start := time.Now()
-	if err := tb.announcers[victim].Kill(); err != nil {
+	if err := tb.Announcers[victim].Kill(); err != nil {
 		t.Fatal(err)
 	}
 	next := expectedOwner(ip, without(allNodes, victim)...)

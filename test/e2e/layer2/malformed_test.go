@@ -51,7 +51,7 @@ func TestMalformedPacketsGetNoAnswer(t *testing.T) {
 	tb.createService("web", cluster, v4, v6)
 	tb.waitServedBy(v4, expectedOwner(v4, allNodes...))
 	tb.waitServedBy(v6, expectedOwner(v6, allNodes...))
-	client := tb.lab.Client()
+	client := tb.Lab.Client()
 	mac := client.MAC()
 	vip := netip.MustParseAddr(v4)
 
@@ -170,7 +170,7 @@ func TestMalformedPacketsGetNoAnswer(t *testing.T) {
 		}
 	})
 
-	for name, p := range tb.announcers {
+	for name, p := range tb.Announcers {
 		if !p.Running() {
 			t.Errorf("announcer on %s exited: %v", name, p.Err())
 		}

@@ -30,17 +30,17 @@ func TestPartitionHealsWithoutStaleClients(t *testing.T) {
 			continue
 		}
 		start := time.Now()
-		if err := tb.lab.Unplug(tb.lab.Host(victim)); err != nil {
+		if err := tb.Lab.Unplug(tb.Lab.Host(victim)); err != nil {
 			t.Fatal(err)
 		}
 		next := expectedOwner(ip, without(allNodes, victim)...)
 		took := tb.firstAnswerFrom(ip, next, start)
-		if err := tb.lab.Plug(tb.lab.Host(victim)); err != nil {
+		if err := tb.Lab.Plug(tb.Lab.Host(victim)); err != nil {
 			t.Fatal(err)
 		}
 		healed := time.Now()
 		t.Logf("%s unplugged: %s served by %s after %v; plugged back", victim, ip, next, took)
-		for _, h := range tb.lab.Nodes() {
+		for _, h := range tb.Lab.Nodes() {
 			tb.waitMembers(h, len(allNodes))
 		}
 		for _, ip := range ips {

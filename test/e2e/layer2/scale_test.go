@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/e2e"
 )
 
 // TestScale runs the three announcers with BAREMETAL_E2E_SCALE layer2
@@ -43,7 +45,7 @@ func TestScale(t *testing.T) {
 	for _, i := range []int{0, n / 3, n / 2, n - 1} {
 		ip := ips[i]
 		owner := expectedOwner(ip, allNodes...)
-		if err := tb.lab.Host(owner).AddVIP(ip); err != nil {
+		if err := tb.Lab.Host(owner).AddVIP(ip); err != nil {
 			t.Fatal(err)
 		}
 		tb.waitServedBy(ip, owner)
@@ -64,9 +66,9 @@ const scalePool = `- name: scale
 // useScalePool adds scalePool to the cloud-config; call it before the
 // announcers start.
 func (tb *testbed) useScalePool() {
-	tb.t.Helper()
-	if err := os.WriteFile(tb.configFile, []byte(cloudConfig+scalePool), 0o644); err != nil {
-		tb.t.Fatal(err)
+	tb.T.Helper()
+	if err := os.WriteFile(tb.ConfigFile, []byte(cloudConfig+scalePool), 0o644); err != nil {
+		tb.T.Fatal(err)
 	}
 }
 
@@ -84,11 +86,11 @@ func scaleIPs(n int) []string {
 // createScale creates one Service per IP, with its status IP written as
 // the CCM would, 16 at a time through a client with room for that.
 func (tb *testbed) createScale(ips []string) {
-	tb.t.Helper()
-	rc := cp.AdminConfig()
+	tb.T.Helper()
+	rc := e2e.ControlPlane().AdminConfig()
 	rc.QPS, rc.Burst = 2000, 4000
 	cs := kubernetes.NewForConfigOrDie(rc)
-	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Minute)
+	ctx, cancel := context.WithTimeout(tb.Ctx, 15*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	work := make(chan int)
@@ -98,7 +100,7 @@ func (tb *testbed) createScale(ips []string) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				if err := createWithIP(ctx, cs, tb.ns, fmt.Sprintf("s%05d", i), ips[i]); err != nil {
+				if err := createWithIP(ctx, cs, tb.NS, fmt.Sprintf("s%05d", i), ips[i]); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -114,7 +116,7 @@ func (tb *testbed) createScale(ips []string) {
 	wg.Wait()
 	select {
 	case err := <-errs:
-		tb.t.Fatal(err)
+		tb.T.Fatal(err)
 	default:
 	}
 }
@@ -124,8 +126,8 @@ var announcedGauge = regexp.MustCompile(`baremetal_announcer_announced_ips\{prot
 // announcedTotal sums the layer2 IPs the announcers say they announce.
 func (tb *testbed) announcedTotal() (int, error) {
 	total := 0
-	for _, h := range tb.lab.Nodes() {
-		body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472/metrics", 5*time.Second)
+	for _, h := range tb.Lab.Nodes() {
+		body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", 5*time.Second)
 		if err != nil {
 			return 0, err
 		}
@@ -142,7 +144,7 @@ func (tb *testbed) announcedTotal() (int, error) {
 // waitAnnounced waits, at most within, until the announcers announce n
 // IPs between them.
 func (tb *testbed) waitAnnounced(n int, within time.Duration) {
-	tb.t.Helper()
+	tb.T.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		total, err := tb.announcedTotal()
@@ -150,7 +152,7 @@ func (tb *testbed) waitAnnounced(n int, within time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.t.Fatalf("after %v: %d IPs announced (%v), want %d", within, total, err, n)
+			tb.T.Fatalf("after %v: %d IPs announced (%v), want %d", within, total, err, n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -163,16 +165,16 @@ func (tb *testbed) saveProfiles(when string) {
 	if dir == "" {
 		return
 	}
-	h := tb.lab.Node(1)
+	h := tb.Lab.Node(1)
 	for name, path := range map[string]string{"heap": "/debug/pprof/heap", "cpu": "/debug/pprof/profile?seconds=30"} {
-		body, err := h.HTTPGet(tb.ctx, "http://127.0.0.1:7472"+path, time.Minute)
+		body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472"+path, time.Minute)
 		if err != nil {
-			tb.t.Logf("profile %s: %v", name, err)
+			tb.T.Logf("profile %s: %v", name, err)
 			continue
 		}
 		file := filepath.Join(dir, when+"-"+name+".pprof")
 		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
-			tb.t.Logf("profile %s: %v", name, err)
+			tb.T.Logf("profile %s: %v", name, err)
 		}
 	}
 }
@@ -198,13 +200,13 @@ func createWithIP(ctx context.Context, cs kubernetes.Interface, ns, name, ip str
 // logUsage logs each announcer's resident memory (now and peak) and CPU
 // time so far, from /proc.
 func (tb *testbed) logUsage(when string) {
-	for _, h := range tb.lab.Nodes() {
-		u, err := readUsage(tb.announcers[h.Name()].Pid())
+	for _, h := range tb.Lab.Nodes() {
+		u, err := readUsage(tb.Announcers[h.Name()].Pid())
 		if err != nil {
-			tb.t.Logf("%s, %s: %v", when, h.Name(), err)
+			tb.T.Logf("%s, %s: %v", when, h.Name(), err)
 			continue
 		}
-		tb.t.Logf("%s, %s: VmRSS %d kB (anon %d kB, file %d kB), VmHWM %d kB, CPU %v", when, h.Name(), u.rssKB, u.anonKB, u.fileKB, u.hwmKB, u.cpu)
+		tb.T.Logf("%s, %s: VmRSS %d kB (anon %d kB, file %d kB), VmHWM %d kB, CPU %v", when, h.Name(), u.rssKB, u.anonKB, u.fileKB, u.hwmKB, u.cpu)
 	}
 }
 
