@@ -1,12 +1,9 @@
 package provider
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"sync"
-	"time"
 
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
@@ -16,11 +13,8 @@ import (
 )
 
 // ConfigPollInterval is how often the cloud-config file is read for
-// changes. A ConfigMap volume is updated by the kubelet through a symlink
-// swap up to a minute after the edit, which file-event watches miss unless
-// they follow the symlinks; reading a small file every few seconds is
-// simpler and cannot miss.
-var ConfigPollInterval = 5 * time.Second
+// changes (see config.WatchFile).
+var ConfigPollInterval = config.PollInterval
 
 var (
 	configReloads = metrics.NewCounterVec(&metrics.CounterOpts{
@@ -51,32 +45,17 @@ func (c *Cloud) WatchConfigFile(path string) {
 func (c *Cloud) watchConfig(ctx context.Context) {
 	registerReloadMetrics.Do(func() { legacyregistry.MustRegister(configReloads, configStale) })
 	logger := klog.FromContext(ctx).WithValues("file", c.configPath)
-	last, err := os.ReadFile(c.configPath)
-	if err != nil {
+	readErr := func(err error) {
 		logger.Error(err, "Reading the cloud-config file; changes to it will apply when it is readable again")
 	}
-	t := time.NewTicker(ConfigPollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		data, err := os.ReadFile(c.configPath)
-		if err != nil || bytes.Equal(data, last) {
-			// An unreadable file keeps the config in effect: during a
-			// ConfigMap update the symlink may briefly point nowhere.
-			continue
-		}
-		last = data
+	config.WatchFile(ctx, c.configPath, ConfigPollInterval, readErr, func(data []byte) {
 		if err := c.Reconfigure(ctx, data); err != nil {
 			configStale.Set(1)
 			logger.Error(err, "Cloud-config changed but was not applied; the previous config stays in effect")
-			continue
+			return
 		}
 		configStale.Set(0)
-	}
+	})
 }
 
 // Reconfigure applies a new version of the cloud-config: new pools for the

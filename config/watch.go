@@ -1,0 +1,41 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"time"
+)
+
+// PollInterval is how often WatchFile reads the cloud-config file. A
+// ConfigMap volume is updated through a symlink swap that file-event
+// watches miss unless they follow symlinks; reading a small file every few
+// seconds is simpler and cannot miss.
+const PollInterval = 5 * time.Second
+
+// WatchFile reads the file at path every interval until ctx ends and calls
+// changed with each new content. The content at the call is the baseline
+// and is not passed: the caller has already loaded that version. A read
+// error is skipped, since during a ConfigMap update the symlink may briefly
+// point nowhere; onReadErr, if set, hears about the first read's failure.
+func WatchFile(ctx context.Context, path string, interval time.Duration, onReadErr func(error), changed func([]byte)) {
+	last, err := os.ReadFile(path)
+	if err != nil && onReadErr != nil {
+		onReadErr(err)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(path)
+		if err != nil || bytes.Equal(data, last) {
+			continue
+		}
+		last = data
+		changed(data)
+	}
+}

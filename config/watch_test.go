@@ -1,0 +1,47 @@
+package config
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestWatchFileReportsEachNewContentOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cloud-config.yaml")
+	if err := os.WriteFile(path, []byte("v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WatchFile(ctx, path, 5*time.Millisecond, nil, func(b []byte) { got <- string(b) })
+	}()
+	time.Sleep(30 * time.Millisecond) // several polls of the baseline: nothing reported
+	select {
+	case v := <-got:
+		t.Fatalf("baseline reported as a change: %q", v)
+	default:
+	}
+	if err := os.WriteFile(path, []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if v != "v2" {
+			t.Fatalf("got %q, want v2", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("change not reported")
+	}
+	time.Sleep(30 * time.Millisecond)
+	if len(got) != 0 {
+		t.Errorf("one change reported %d more times", len(got))
+	}
+	cancel()
+	<-done
+}
