@@ -13,11 +13,18 @@ import (
 )
 
 func node(name string, ready corev1.ConditionStatus, lbls map[string]string) *corev1.Node {
+	return nodeWithReason(name, ready, "", lbls)
+}
+
+// nodeWithReason is node with the Ready condition's reason, as the kubelet
+// ("KubeletReady") or the node-lifecycle controller ("NodeStatusUnknown",
+// "NodeStatusNeverUpdated") writes it.
+func nodeWithReason(name string, ready corev1.ConditionStatus, reason string, lbls map[string]string) *corev1.Node {
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}
 	if ready != "" {
 		n.Status.Conditions = []corev1.NodeCondition{
 			{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
-			{Type: corev1.NodeReady, Status: ready},
+			{Type: corev1.NodeReady, Status: ready, Reason: reason},
 		}
 	}
 	return n
@@ -45,8 +52,15 @@ func TestNodeReason(t *testing.T) {
 	}{
 		{name: "ready node", node: node("n", corev1.ConditionTrue, nil), pool: plain, want: ""},
 		{name: "not ready", node: node("n", corev1.ConditionFalse, nil), pool: plain, want: "node is not Ready"},
-		{name: "ready unknown", node: node("n", corev1.ConditionUnknown, nil), pool: plain, want: "node is not Ready"},
-		{name: "no Ready condition yet", node: node("n", "", nil), pool: plain, want: "node is not Ready"},
+		{name: "kubelet says not ready", node: nodeWithReason("n", corev1.ConditionFalse, "KubeletNotReady", nil), pool: plain, want: "node is not Ready"},
+		// The node-lifecycle controller lost the kubelet (an API-server
+		// outage, a kubelet restart): liveness decides, not the API.
+		{name: "ready unknown", node: node("n", corev1.ConditionUnknown, nil), pool: plain, want: ""},
+		{name: "kubelet stopped posting status", node: nodeWithReason("n", corev1.ConditionUnknown, "NodeStatusUnknown", nil), pool: plain, want: ""},
+		{name: "kubelet never posted status", node: nodeWithReason("n", corev1.ConditionUnknown, NeverUpdated, nil), pool: plain, want: "the kubelet never reported the node's status"},
+		{name: "no Ready condition yet", node: node("n", "", nil), pool: plain, want: "node has no Ready condition yet"},
+		{name: "unknown still excluded by label", node: node("n", corev1.ConditionUnknown, map[string]string{ExcludeLabel: ""}), pool: plain, want: "node is labelled " + ExcludeLabel},
+		{name: "unknown still needs the selector", node: node("n", corev1.ConditionUnknown, map[string]string{"rack": "b"}), pool: rack, want: "node does not match the node-selectors of pool rack-a"},
 		{name: "excluded with empty value", node: node("n", corev1.ConditionTrue, map[string]string{ExcludeLabel: ""}), pool: plain, want: "node is labelled " + ExcludeLabel},
 		{name: "excluded with any value", node: node("n", corev1.ConditionTrue, map[string]string{ExcludeLabel: "false"}), pool: plain, want: "node is labelled " + ExcludeLabel},
 		{name: "matches first selector", node: node("n", corev1.ConditionTrue, map[string]string{"rack": "a"}), pool: rack, want: ""},
@@ -123,6 +137,7 @@ func TestNodes(t *testing.T) {
 		node("node2", corev1.ConditionTrue, map[string]string{"rack": "b"}),
 		node("node3", corev1.ConditionFalse, map[string]string{"rack": "a"}),
 		node("node4", corev1.ConditionTrue, map[string]string{ExcludeLabel: "true", "rack": "a"}),
+		nodeWithReason("node5", corev1.ConditionUnknown, "NodeStatusUnknown", map[string]string{"rack": "b"}),
 	}
 	cluster := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster}}
 	local := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal}}
@@ -136,11 +151,12 @@ func TestNodes(t *testing.T) {
 		endpoints map[string]bool
 		want      []string
 	}{
-		{name: "cluster: ready and not excluded", pool: plain, svc: cluster, want: []string{"node1", "node2"}},
-		{name: "cluster ignores endpoints", pool: plain, svc: cluster, endpoints: map[string]bool{"node2": true}, want: []string{"node1", "node2"}},
+		{name: "cluster: ready or unknown, and not excluded", pool: plain, svc: cluster, want: []string{"node1", "node2", "node5"}},
+		{name: "cluster ignores endpoints", pool: plain, svc: cluster, endpoints: map[string]bool{"node2": true}, want: []string{"node1", "node2", "node5"}},
 		{name: "pool selector", pool: rackA, svc: cluster, want: []string{"node1"}},
 		{name: "local: only nodes with a ready endpoint", pool: plain, svc: local, endpoints: map[string]bool{"node2": true}, want: []string{"node2"}},
 		{name: "local: endpoint on a not-ready node", pool: plain, svc: local, endpoints: map[string]bool{"node3": true}, want: nil},
+		{name: "local: endpoint on an unknown node", pool: plain, svc: local, endpoints: map[string]bool{"node5": true}, want: []string{"node5"}},
 		{name: "local: endpoint on an excluded node", pool: plain, svc: local, endpoints: map[string]bool{"node4": true, "node1": true}, want: []string{"node1"}},
 		{name: "local: no endpoints", pool: plain, svc: local, want: nil},
 		{name: "local and selector", pool: rackA, svc: local, endpoints: map[string]bool{"node1": true, "node2": true}, want: []string{"node1"}},
