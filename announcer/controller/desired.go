@@ -45,7 +45,7 @@ type ipDecision struct {
 func group(s snapshot, protocol config.Protocol) map[netip.Addr]*ipDecision {
 	decisions := map[netip.Addr]*ipDecision{}
 	for _, svc := range s.services {
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		if !ours(svc) {
 			continue
 		}
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
@@ -74,6 +74,14 @@ func group(s snapshot, protocol config.Protocol) map[netip.Addr]*ipDecision {
 		})
 	}
 	return decisions
+}
+
+// ours says whether svc is a LoadBalancer Service of this implementation:
+// one without a loadBalancerClass, as the cloud-controller-manager's
+// service controller handles. A Service of another class has an IP that
+// another implementation announces, even when it lies in one of our pools.
+func ours(svc *corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil
 }
 
 // serviceNames lists the names of d's Services.

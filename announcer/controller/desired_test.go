@@ -117,13 +117,15 @@ func TestDecide(t *testing.T) {
 			wantIfaces: map[string][]string{"203.0.113.200": {"eth0"}, "2001:db8:1::200": {"eth0"}},
 		},
 		{
-			name: "only layer2 pool IPs of LoadBalancer Services are decided",
+			name: "only layer2 pool IPs of our LoadBalancer Services (no class) are decided",
 			services: []*corev1.Service{
 				lbService("ns", "bgp", cluster, "198.51.100.7"),
 				lbService("ns", "outside", cluster, "192.0.2.100"),
 				lbService("ns", "garbage", cluster, "not-an-ip"),
 				{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "was-lb"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
 					Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.201"}}}}},
+				{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "foreign"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr("example.com/other")},
+					Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.202"}}}}},
 			},
 			want: map[string]string{},
 		},

@@ -42,9 +42,13 @@ func stripService(s *corev1.Service) {
 		s.Status = corev1.ServiceStatus{}
 		return
 	}
+	// The class says whose Service it is: only one without a class is
+	// ours, and another implementation's IP must never be answered here,
+	// even when it falls in one of our pools.
 	s.Spec = corev1.ServiceSpec{
 		Type:                  s.Spec.Type,
 		ExternalTrafficPolicy: s.Spec.ExternalTrafficPolicy,
+		LoadBalancerClass:     s.Spec.LoadBalancerClass,
 	}
 	ingress := s.Status.LoadBalancer.Ingress
 	s.Status = corev1.ServiceStatus{}
@@ -61,9 +65,10 @@ func stripNode(n *corev1.Node) {
 	var ready []corev1.NodeCondition
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
-			// Only the status: heartbeat times and messages change on
-			// every kubelet update and are not read.
-			ready = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+			// Only the status and reason (eligibility tells a kubelet
+			// that never reported by it): heartbeat times and messages
+			// change on every kubelet update and are not read.
+			ready = []corev1.NodeCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason}}
 		}
 	}
 	n.Status = corev1.NodeStatus{Conditions: ready, Addresses: n.Status.Addresses}

@@ -34,6 +34,15 @@ func TestStrip(t *testing.T) {
 			},
 		},
 		{
+			name: "a foreign class is kept, so the Service is never announced",
+			in: &corev1.Service{ObjectMeta: bigMeta,
+				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr("example.com/other"), ClusterIP: "10.0.0.5"},
+				Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.200"}}}}},
+			want: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "ns", UID: "u", ResourceVersion: "7"},
+				Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr("example.com/other")},
+				Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.200"}}}}},
+		},
+		{
 			name: "other Services keep only their type",
 			in: &corev1.Service{ObjectMeta: bigMeta, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.0.0.5"},
 				Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.200"}}}}},
@@ -44,13 +53,13 @@ func TestStrip(t *testing.T) {
 			in: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"rack": "a"}, ManagedFields: []metav1.ManagedFieldsEntry{{}}},
 				Spec: corev1.NodeSpec{PodCIDR: "10.244.0.0/24"},
 				Status: corev1.NodeStatus{
-					Conditions: []corev1.NodeCondition{{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse}, {Type: corev1.NodeReady, Status: corev1.ConditionTrue, Message: "kubelet is posting ready status", LastHeartbeatTime: metav1.Now()}},
+					Conditions: []corev1.NodeCondition{{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse}, {Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status", LastHeartbeatTime: metav1.Now()}},
 					Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "203.0.113.11"}},
 					Images:     []corev1.ContainerImage{{Names: []string{"registry/big:1"}, SizeBytes: 1 << 30}},
 				}},
 			want: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"rack": "a"}},
 				Status: corev1.NodeStatus{
-					Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+					Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}},
 					Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "203.0.113.11"}},
 				}},
 		},
@@ -83,3 +92,5 @@ func TestStrip(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
