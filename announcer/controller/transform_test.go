@@ -36,7 +36,7 @@ func TestStrip(t *testing.T) {
 		{
 			name: "a foreign class is kept, so the Service is never announced",
 			in: &corev1.Service{ObjectMeta: bigMeta,
-				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr("example.com/other"), ClusterIP: "10.0.0.5"},
+				Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr("example.com/other"), ClusterIP: "10.0.0.5"},
 				Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.200"}}}}},
 			want: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "ns", UID: "u", ResourceVersion: "7"},
 				Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr("example.com/other")},
