@@ -49,6 +49,7 @@ func New(cfg *config.Config) *LoadBalancer {
 		ready:   make(chan struct{}),
 	}
 	registerMetrics()
+	collected.Store(lb)
 	lb.recordStats()
 	return lb
 }

@@ -37,5 +37,6 @@ var (
 func registerMetrics() {
 	registerOnce.Do(func() {
 		legacyregistry.MustRegister(poolInUse, poolTotal, allocationErrors)
+		legacyregistry.CustomMustRegister(&stateCollector{})
 	})
 }

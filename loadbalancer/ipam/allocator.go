@@ -413,6 +413,19 @@ func (a *Allocator) Lookup(key string) []Assignment {
 	return a.assignments(a.held[key])
 }
 
+// Held returns a copy of what every Service holds, by Service key.
+func (a *Allocator) Held() map[string][]netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string][]netip.Addr, len(a.held))
+	for k, addrs := range a.held {
+		if len(addrs) > 0 {
+			out[k] = slices.Clone(addrs)
+		}
+	}
+	return out
+}
+
 // Stats returns every pool's usage per family it has.
 func (a *Allocator) Stats() []PoolStats {
 	a.mu.Lock()
