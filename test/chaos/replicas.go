@@ -1,0 +1,313 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
+)
+
+// Short leader-election timings, as test/integration uses, so that a
+// fail-over takes seconds; the shipped Deployment keeps the defaults.
+var leaseArgs = []string{
+	"--leader-elect-lease-duration=4s",
+	"--leader-elect-renew-deadline=3s",
+	"--leader-elect-retry-period=1s",
+}
+
+// Bounds of the waits on replicas. Generous: the machine is a loaded
+// 2-core box, and none of these is a measured figure.
+const (
+	leaseDuration = 4 * time.Second
+	// zombiePause keeps a paused leader stopped past its lease, so the
+	// standby takes over while the paused one still believes it leads.
+	zombiePause = leaseDuration + 3*time.Second
+	// zombieExitTimeout bounds the wait for a resumed ex-leader to notice
+	// it lost the lease and exit, as the CCM does.
+	zombieExitTimeout = 45 * time.Second
+	leaderTimeout     = 90 * time.Second
+	pollReplicas      = 200 * time.Millisecond
+)
+
+// replicaSet is the CCM Deployment of the suite: two replicas of the real
+// binary with leader election under deploy/'s RBAC, each reading its own
+// copy of the cloud-config, which the suite keeps identical.
+type replicaSet struct {
+	t    testing.TB
+	reps []*ccm.CCM
+	logf func(format string, args ...any)
+
+	mu sync.Mutex
+	// paused is a leader stopped with SIGSTOP until resumeAt.
+	paused   *ccm.CCM
+	resumeAt time.Time
+	// zombie is a resumed ex-leader expected to exit by itself.
+	zombie     *ccm.CCM
+	zombieProc *process.Process
+	zombieAt   time.Time
+	// down is true while the suite keeps every replica stopped.
+	down bool
+
+	unplannedExits int
+	zombieKills    int
+}
+
+func startReplicas(t testing.TB, cp *controlplane.ControlPlane, cloudConfig string, logf func(string, ...any)) *replicaSet {
+	t.Helper()
+	rs := &replicaSet{t: t, logf: logf}
+	for _, name := range []string{"ccm-a", "ccm-b"} {
+		rs.reps = append(rs.reps, ccm.New(t, cp, ccm.Options{
+			Name: name, CloudConfig: cloudConfig, LeaderElect: true, Args: leaseArgs,
+		}))
+	}
+	// Registered after ccm.New, so it runs before the replicas' Stop: a
+	// stopped process must be continued before it can act on SIGTERM.
+	t.Cleanup(rs.resumeAll)
+	for _, r := range rs.reps {
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rs
+}
+
+// resumeAll sends SIGCONT to a paused replica, whatever the state.
+func (rs *replicaSet) resumeAll() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.paused != nil {
+		if p := rs.paused.Process(); p != nil {
+			_ = p.Signal(syscall.SIGCONT)
+		}
+		rs.paused = nil
+	}
+}
+
+// writeConfig writes text to every replica's cloud-config file.
+func (rs *replicaSet) writeConfig(text string) error {
+	for _, r := range rs.reps {
+		if err := r.WriteCloudConfig(text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func running(r *ccm.CCM) bool {
+	p := r.Process()
+	return p != nil && p.Running()
+}
+
+// isLeader reads the replica's own view from its /metrics: client-go sets
+// leader_election_master_status to 1 only while the process leads.
+func isLeader(ctx context.Context, r *ccm.CCM) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := r.Metrics(ctx)
+	if err != nil {
+		return false
+	}
+	v, err := ccm.MetricValue(m, "leader_election_master_status", map[string]string{"name": ccm.LeaseName})
+	return err == nil && v == 1
+}
+
+// leader waits until exactly one running, unpaused replica says it leads.
+func (rs *replicaSet) leader(ctx context.Context) (*ccm.CCM, error) {
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	for {
+		var leading []*ccm.CCM
+		rs.mu.Lock()
+		paused := rs.paused
+		rs.mu.Unlock()
+		for _, r := range rs.reps {
+			if r != paused && running(r) && isLeader(ctx, r) {
+				leading = append(leading, r)
+			}
+		}
+		if len(leading) == 1 {
+			return leading[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no single CCM leader after %v (%d replicas say they lead)", leaderTimeout, len(leading))
+		case <-time.After(pollReplicas):
+		}
+	}
+}
+
+// killLeader sends SIGKILL to the leader, as a node failure would, and
+// starts it again at once: it comes back as the standby.
+func (rs *replicaSet) killLeader(ctx context.Context) (string, error) {
+	l, err := rs.leader(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := l.Kill(); err != nil {
+		return "", err
+	}
+	return l.Name(), l.Start()
+}
+
+// killAll sends SIGKILL to every replica and keeps them down until
+// startAll.
+func (rs *replicaSet) killAll() error {
+	rs.mu.Lock()
+	rs.down = true
+	rs.mu.Unlock()
+	var errs []error
+	for _, r := range rs.reps {
+		errs = append(errs, r.Kill())
+	}
+	return errors.Join(errs...)
+}
+
+func (rs *replicaSet) startAll() error {
+	rs.mu.Lock()
+	rs.down = false
+	rs.mu.Unlock()
+	for _, r := range rs.reps {
+		if running(r) {
+			continue
+		}
+		if err := r.Start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pauseLeader stops the leader with SIGSTOP until resume runs after
+// zombiePause: the standby takes the lease meanwhile, and the paused one
+// wakes up with the work it had in flight.
+func (rs *replicaSet) pauseLeader(ctx context.Context) (string, error) {
+	l, err := rs.leader(ctx)
+	if err != nil {
+		return "", err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if err := l.Process().Signal(syscall.SIGSTOP); err != nil {
+		return "", err
+	}
+	rs.paused, rs.resumeAt = l, time.Now().Add(zombiePause)
+	return l.Name(), nil
+}
+
+// resume continues the paused leader once its pause is over, or at once
+// if now is set.
+func (rs *replicaSet) resume(now bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.paused == nil || (!now && time.Now().Before(rs.resumeAt)) {
+		return
+	}
+	p := rs.paused.Process()
+	if err := p.Signal(syscall.SIGCONT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		rs.logf("SIGCONT %s: %v", rs.paused.Name(), err)
+	}
+	rs.zombie, rs.zombieProc, rs.zombieAt = rs.paused, p, time.Now()
+	rs.paused = nil
+	rs.logf("resumed %s after its pause", rs.zombie.Name())
+}
+
+// pausedUntil returns when the paused leader is due, zero if none is.
+func (rs *replicaSet) pausedUntil() time.Time {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.paused == nil {
+		return time.Time{}
+	}
+	return rs.resumeAt
+}
+
+// supervise plays the Deployment's part: it starts a replica that exited
+// (a resumed ex-leader exits when it finds it lost the lease; a replica
+// may also lose its lease on a loaded machine). It kills a resumed
+// ex-leader that does not exit in time. It does nothing while the suite
+// keeps the replicas down.
+func (rs *replicaSet) supervise() error {
+	rs.mu.Lock()
+	if rs.down {
+		rs.mu.Unlock()
+		return nil
+	}
+	zombie, zproc, zat := rs.zombie, rs.zombieProc, rs.zombieAt
+	paused := rs.paused
+	rs.mu.Unlock()
+
+	var errs []error
+	for _, r := range rs.reps {
+		if r == paused {
+			continue
+		}
+		p := r.Process()
+		if r == zombie && p == zproc {
+			if p.Running() {
+				if time.Since(zat) < zombieExitTimeout {
+					continue
+				}
+				rs.logf("%s still runs %v after it was resumed; killing it", r.Name(), zombieExitTimeout)
+				rs.mu.Lock()
+				rs.zombieKills++
+				rs.mu.Unlock()
+				_ = r.Kill()
+			}
+			rs.mu.Lock()
+			rs.zombie, rs.zombieProc = nil, nil
+			rs.mu.Unlock()
+		} else if p.Running() {
+			continue
+		} else {
+			rs.mu.Lock()
+			rs.unplannedExits++
+			rs.mu.Unlock()
+			rs.logf("%s exited by itself (%v); starting it again", r.Name(), p.Err())
+		}
+		if err := r.Start(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// settle waits until no fault is in progress: the paused leader resumed,
+// a resumed ex-leader gone and started again, every replica running.
+func (rs *replicaSet) settle(ctx context.Context) error {
+	if at := rs.pausedUntil(); !at.IsZero() {
+		select {
+		case <-time.After(time.Until(at)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	rs.resume(true)
+	deadline := time.Now().Add(zombieExitTimeout + time.Minute)
+	for {
+		if err := rs.supervise(); err != nil {
+			return err
+		}
+		rs.mu.Lock()
+		idle := rs.zombie == nil && rs.paused == nil
+		rs.mu.Unlock()
+		if idle && running(rs.reps[0]) && running(rs.reps[1]) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replicas did not settle after a fault")
+		}
+		select {
+		case <-time.After(pollReplicas):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
