@@ -55,19 +55,64 @@ func (f *fakeMembers) set(names ...string) {
 	}
 }
 
-// fakeAnnouncer remembers the last announcements.
+// fakeAnnouncer remembers the last announcements, every IP any pass
+// ever announced, and every IP a pass withdrew.
 type fakeAnnouncer struct {
-	mu    sync.Mutex
-	last  map[netip.Addr]announcer.Announcement
-	calls int
+	mu        sync.Mutex
+	last      map[netip.Addr]announcer.Announcement
+	calls     int
+	ever      map[netip.Addr]bool
+	withdrawn map[netip.Addr]bool
 }
 
 func (f *fakeAnnouncer) SetAnnouncements(m map[netip.Addr]announcer.Announcement) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ever == nil {
+		f.ever, f.withdrawn = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	}
+	for ip := range f.last {
+		if _, ok := m[ip]; !ok {
+			f.withdrawn[ip] = true
+		}
+	}
+	for ip := range m {
+		f.ever[ip] = true
+	}
 	f.last = m
 	f.calls++
 	return nil
+}
+
+// everWithdrawn returns every IP a pass withdrew, sorted.
+func (f *fakeAnnouncer) everWithdrawn() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for ip := range f.withdrawn {
+		out = append(out, ip.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// passes returns how many passes have set announcements.
+func (f *fakeAnnouncer) passes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// everAnnounced returns every IP a pass announced, sorted.
+func (f *fakeAnnouncer) everAnnounced() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for ip := range f.ever {
+		out = append(out, ip.String())
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (f *fakeAnnouncer) ips() []string {
@@ -210,9 +255,7 @@ func TestOthersDoNotAnnounce(t *testing.T) {
 		}
 		objs := append(threeNodes(), lbService("ns", "web", corev1.ServiceExternalTrafficPolicyCluster, ip))
 		h := run(t, self, newFakeMembers("node1", "node2", "node3"), objs...)
-		// Let a few passes happen.
-		time.Sleep(100 * time.Millisecond)
-		h.announces()
+		h.neverAnnounces()
 	}
 }
 
@@ -307,8 +350,7 @@ func TestNotAMemberAnnouncesNothing(t *testing.T) {
 	// view: it must not claim anything.
 	h := run(t, "node1", newFakeMembers(), readyNode("node1", nil, "203.0.113.11"),
 		lbService("ns", "web", corev1.ServiceExternalTrafficPolicyCluster, ip))
-	time.Sleep(100 * time.Millisecond)
-	h.announces()
+	h.neverAnnounces()
 }
 
 func TestLookupNodeIP(t *testing.T) {
