@@ -7,6 +7,7 @@
 #   make test    vet + every test with -race (unit, integration against a real apiserver)
 #   make lint    gofmt, go vet, staticcheck
 #   make bench   benchmarks; figures printed and written to bench/results/
+#   make soak    the long chaos run: 5,000 Services, 250 faults (bench/results/chaos-soak.txt)
 #   make fuzz    a short run of every fuzz target
 
 GO          ?= go
@@ -16,7 +17,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 CMDS        := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build tools test unit lint bench fuzz clean demo
+.PHONY: all build tools test unit lint bench soak fuzz clean demo
 
 all: build
 
@@ -49,6 +50,12 @@ lint:
 bench: build tools
 	@mkdir -p bench/results
 	./bench/run.sh
+
+# The chaos suite's long profile (test/chaos). CHAOS_SEED=<n> replays a run.
+soak: build tools
+	@mkdir -p bench/results
+	CHAOS_PROFILE=soak CHAOS_RESULTS=$(CURDIR)/bench/results/chaos-soak.txt \
+	  $(GO) test -count=1 -timeout 5h -run '^TestChaos$$' -v ./test/chaos/
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -76,6 +76,17 @@ for pkg in "${pkgs[@]}"; do
 	fi
 done
 
+# The chaos suite (test/chaos) has no Benchmark function; its short profile
+# runs here for its figures (operations, faults, violations), written by the
+# test itself. `make soak` runs the long profile. BENCH_SKIP_CHAOS=1 skips it.
+if [[ -z "${BENCH_SKIP_CHAOS:-}" ]]; then
+	echo
+	echo "== chaos suite, short profile -> bench/results/chaos-short.txt"
+	if ! CHAOS_RESULTS="${RESULTS}/chaos-short.txt" go test -count=1 -timeout "${BENCH_TIMEOUT}" -run '^TestChaos$' ./test/chaos/; then
+		failed+=("test/chaos")
+	fi
+fi
+
 echo
 if [[ ${#failed[@]} -gt 0 ]]; then
 	echo "benchmarks FAILED in: ${failed[*]}" >&2

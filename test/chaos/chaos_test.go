@@ -4,9 +4,12 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,7 +117,7 @@ func TestChaos(t *testing.T) {
 		_ = f.Close()
 	}
 	if out := os.Getenv(ResultsEnv); out != "" {
-		if err := os.WriteFile(out, []byte(summary), 0o644); err != nil {
+		if err := os.WriteFile(out, []byte(resultsHeader()+summary), 0o644); err != nil {
 			t.Errorf("writing %s: %v", out, err)
 		}
 	}
@@ -150,4 +153,28 @@ func drawSeed(t *testing.T) uint64 {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+// resultsHeader says when and on what a results file was made, as
+// bench/run.sh does for the benchmarks.
+func resultsHeader() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# chaos suite (test/chaos), written by TestChaos\n")
+	fmt.Fprintf(&b, "# date:   %s\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "# go:     %s, nproc %d\n", runtime.Version(), runtime.NumCPU())
+	if root, err := controlplane.RepoRoot(); err == nil {
+		commit := "unknown"
+		if out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
+			commit = strings.TrimSpace(string(out))
+		}
+		if out, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
+			commit += " (with uncommitted changes)"
+		}
+		fmt.Fprintf(&b, "# commit: %s\n", commit)
+	}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(la))
+		fmt.Fprintf(&b, "# load:   %s (1, 5, 15 min, at the end; the machine is shared)\n", strings.Join(f[:min(3, len(f))], " "))
+	}
+	return b.String()
 }

@@ -1,35 +1,23 @@
 package chaos
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"maps"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/loadbalancer"
 )
 
-// stateFingerprint is contract C3's summary of who holds which address:
-// sort the "namespace/name" keys, sort each key's addresses, hash the lines
-// "<key> <addr>\n" with SHA-256 in that order, keep 16 hex digits. The CCM
-// exports the same function of its allocator (loadbalancer.StateFingerprint)
-// as baremetal_allocator_state_info; the suite computes it from status, on
-// its own, so that it runs against a CCM built before C3 existed too.
+// stateFingerprint is contract C3's summary of who holds which address,
+// the function whose value the CCM exports as baremetal_allocator_state_info.
+// The suite applies it to what status says; TestStateFingerprintFollowsC3
+// pins it to the contract's definition, so a change to it cannot hide a
+// difference between the allocator and status.
 func stateFingerprint(held map[string][]netip.Addr) string {
-	keys := slices.Sorted(maps.Keys(held))
-	h := sha256.New()
-	for _, k := range keys {
-		addrs := slices.Clone(held[k])
-		slices.SortFunc(addrs, netip.Addr.Compare)
-		for _, a := range addrs {
-			fmt.Fprintf(h, "%s %s\n", k, a)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	return loadbalancer.StateFingerprint(held)
 }
 
 // heldByStatus is what status says the allocator should hold: the addresses

@@ -7,8 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// The suite's fingerprint is contract C3's; the golden values are SHA-256
-// of the lines C3 names, computed outside Go.
+// The fingerprint is contract C3's: the golden values are SHA-256 of the
+// lines C3 names, computed outside Go.
 func TestStateFingerprintFollowsC3(t *testing.T) {
 	a := netip.MustParseAddr
 	tests := []struct {
