@@ -83,3 +83,50 @@ func parseAllocatorState(metrics string) (st allocatorState, ok bool, err error)
 	}
 	return st, true, nil
 }
+
+// poolTotals reads baremetal_loadbalancer_pool_addresses_total: the size
+// of every pool, per family, in the config the CCM has in effect. Keys are
+// "pool/family".
+func poolTotals(metrics string) map[string]int {
+	const name = "baremetal_loadbalancer_pool_addresses_total{"
+	out := map[string]int{}
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			continue
+		}
+		labels := map[string]string{}
+		for _, kv := range strings.Split(line[len(name):end], ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			labels[k] = strings.Trim(v, `"`)
+		}
+		f := strings.Fields(line[end+1:])
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		out[labels["pool"]+"/"+labels["family"]] = int(v)
+	}
+	return out
+}
+
+// expectedTotals is what poolTotals should read for cfg.
+func expectedTotals(cfg *cloudConfig) map[string]int {
+	out := map[string]int{}
+	for i := range cfg.Pools {
+		p := &cfg.Pools[i]
+		if n := len(cfg.addresses(p, true)); n > 0 {
+			out[p.Name+"/IPv4"] = n
+		}
+		if n := len(cfg.addresses(p, false)); n > 0 {
+			out[p.Name+"/IPv6"] = n
+		}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"maps"
 	"net/netip"
 	"testing"
 
@@ -63,5 +64,20 @@ func TestParseAllocatorState(t *testing.T) {
 				t.Errorf("parseAllocatorState = %+v, %v, %v; want %+v, %v, error %v", got, ok, err, tt.want, tt.ok, tt.err)
 			}
 		})
+	}
+}
+
+func TestPoolTotalsMatchTheConfig(t *testing.T) {
+	text := `# HELP baremetal_loadbalancer_pool_addresses_total [ALPHA] ...
+baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="alpha"} 16
+baremetal_loadbalancer_pool_addresses_total{family="IPv6",pool="alpha"} 8
+baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="beta"} 8
+baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="pinned"} 8
+baremetal_loadbalancer_pool_addresses_total{family="IPv6",pool="pinned"} 8
+baremetal_loadbalancer_pool_addresses_in_use{family="IPv4",pool="alpha"} 3
+`
+	got, want := poolTotals(text), expectedTotals(testConfig())
+	if !maps.Equal(got, want) {
+		t.Errorf("poolTotals = %v, expectedTotals = %v", got, want)
 	}
 }

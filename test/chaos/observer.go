@@ -24,7 +24,8 @@ const (
 	vAllocator      = "allocator-mismatch"   // the allocator's view (C3) differs from status
 	vPending        = "pending-servable"     // a waiting Service that a free address could serve
 	vSecondFamily   = "second-family"        // a PreferDualStack Service without the free second family
-	vInfrastructure = "suite-infrastructure" // the suite could not do its part; not the CCM's fault
+	vConfig         = "config-not-in-effect" // the leader's pools are not the file's, and it does not say stale
+	vInfrastructure = "suite-infrastructure" // the suite could not do its part, or a replica would not start or lead
 )
 
 // violation is one broken invariant.

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -550,6 +551,7 @@ func (r *run) quiesce(settleTimeout time.Duration) {
 	if r.quiescent.Stale {
 		r.note("the leader reports its cloud-config stale (an edit refused in memory): the config in effect is unknown, servable check skipped")
 	} else {
+		r.checkConfigInEffect(leader)
 		r.checkServed()
 	}
 	for i := range svcs {
@@ -557,6 +559,24 @@ func (r *run) quiesce(settleTimeout time.Duration) {
 			r.quiescent.Pending++
 		}
 	}
+}
+
+// checkConfigInEffect compares the leader's pools, as its pool-size
+// metrics show them, with the file: a leader that is not stale must have
+// the file's pools in effect, whenever it took over.
+func (r *run) checkConfigInEffect(leader *ccm.CCM) {
+	m, err := leader.Metrics(r.ctx)
+	if err != nil {
+		r.infra("reading the leader's metrics", err)
+		return
+	}
+	got, want := poolTotals(m), expectedTotals(r.cfg)
+	if maps.Equal(got, want) {
+		return
+	}
+	r.obs.Report(vConfig, violation{Kind: vConfig, Service: "-",
+		Detail: fmt.Sprintf("leader %s has pools %s in effect (pool_addresses_total), the file has %s and the leader does not report it stale",
+			leader.Name(), counts(got), counts(want))})
 }
 
 // checkServed waits up to servedWithin for every waiting Service that a
