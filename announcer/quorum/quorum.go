@@ -20,30 +20,33 @@
 // voter that is not known gone may be alive on the other side of a
 // partition, so it counts against this node.
 //
-// A node may go on announcing what it announces (Keep) while the live
-// voters in its view, itself included, are a majority of the voters. It may
-// start announcing more (TakeOver: a failover, a new Service) only while
-// the voters that are alive and not suspected are a majority. In a tie
-// (exactly half) the half holding the voter with the smallest name wins,
-// so an even split still has one serving side and never two. Two disjoint
-// sides that agree on the voters can never both hold a majority, or both
-// hold the smallest name.
-//
-// Keep counts suspects and TakeOver does not because an isolated node
-// loses its peers one probe at a time: the first one it declares dead is
-// declared some 200 ms after it was suspected, and by then the others are
-// suspected too, so the isolated node never takes over the first one's IPs
-// while its stale view still shows a majority. A healthy node, for its
-// part, withdraws nothing because a peer is briefly suspected under load.
+// A node may claim IPs (keep announcing them, take over more) only while
+// the live voters in its view, itself included, are a majority of the
+// voters. In a tie (exactly half) the half holding the voter with the
+// smallest name wins, so an even split still has one serving side and
+// never two. Two disjoint sides that agree on the voters can never both
+// hold a majority, or both hold the smallest name.
 //
 // A majority that needs other members also needs recent contact with
 // them: an acknowledged probe or a probe received within the contact
-// window (membership.ContactWindow, shorter than the 300 ms in which the
-// others can declare a node dead). A node whose gossip is cut therefore
-// falls silent before the others take over its IPs, whatever the cluster
-// size, while a healthy node, which hears from its peers every 50 ms or
-// so, is never held back. A node that is a majority on its own (a cluster
-// of one, or the smallest name of two) needs no contact.
+// window (membership.ContactWindow, 250 ms). An isolated node's view still
+// shows its peers alive until it declares them dead one probe at a time,
+// and with many peers the first declarations leave a stale majority. But
+// it hears nothing: it falls silent when the contact window runs out,
+// before the others can declare it dead (a probe round of 100 ms plus the
+// 200 ms suspicion timeout) and take over its IPs, and long before it
+// could declare any of them dead itself. A healthy node hears from its
+// peers every 50 ms or so and is never held back. A node that is a
+// majority on its own (a cluster of one, or the smaller name of two) needs
+// no contact.
+//
+// A minority of two or more nodes cut off together keeps contact among
+// itself. Such a partition is rare on one layer 2 segment (it would cut
+// clients off as well), and it is caught only as the minority declares the
+// majority dead: between its first declaration and the one that loses it
+// the majority (one probe round each, a few hundred milliseconds), it may
+// take over IPs that the majority also serves. memberlist does not expose
+// its suspicion state safely, which would close that window.
 //
 // # Small clusters
 //
@@ -51,12 +54,13 @@
 //   - Two nodes: a dead peer and a partition look the same from either
 //     side, so only one side may serve alone. The node with the smaller
 //     name keeps serving, and takes over at once when the other fails.
-//     The other takes over from it only once the peer is known gone: it
-//     left on purpose (SIGTERM: at once), its announcer Pod is not Ready
-//     (the kubelet reports a crashed container within a second or two) or
-//     its Node is not Ready (node-monitor-grace-period, 40 s by default,
-//     after a node crash). Until then the IPs of the smaller node are not
-//     answered: the price of never answering twice.
+//     When the smaller one fails, the other falls silent (it cannot tell
+//     the failure from a partition) until the peer is known gone: it left
+//     on purpose (SIGTERM: at once), its announcer Pod is not Ready (the
+//     kubelet reports a crashed container within a second or two) or its
+//     Node is not Ready (node-monitor-grace-period, 40 s by default, after
+//     a node crash). Then it serves everything. Until then the cluster's
+//     layer 2 IPs are not answered: the price of never answering twice.
 //   - Three or more: a single failure leaves a majority, which takes over
 //     within the usual failure detection time. A minority survivor waits
 //     for the API to confirm that the others are gone.
@@ -73,13 +77,6 @@ import (
 	"slices"
 )
 
-// Member is one live member in this node's view.
-type Member struct {
-	// Suspect means failure detection suspects the member; it is still
-	// live until declared dead.
-	Suspect bool
-}
-
 // Input is what one decision needs.
 type Input struct {
 	// Self is this node's name.
@@ -87,9 +84,9 @@ type Input struct {
 	// Expected are the announcers the API expects to run. Duplicates are
 	// harmless.
 	Expected []string
-	// Members are the live members in this node's view, itself included,
-	// by name.
-	Members map[string]Member
+	// Members are the live members in this node's view (alive or
+	// suspected, not yet declared dead), itself included.
+	Members map[string]bool
 	// Gone says why an expected member is known not to be running an
 	// announcer that answers ("" if it is not known gone). It is asked only
 	// about members missing from Members: a live member always counts.
@@ -102,15 +99,13 @@ type Input struct {
 
 // Verdict is what this node may do.
 type Verdict struct {
-	// Keep means it may go on announcing the IPs it owns and announces.
-	Keep bool
-	// TakeOver means it may start announcing IPs it owns but does not
-	// announce yet.
-	TakeOver bool
-	// Voters, Live and Alive count the voters, those of them in the member
-	// view, and those of them alive and not suspected.
-	Voters, Live, Alive int
-	// Reason says why Keep or TakeOver is false, for logs and metrics.
+	// Claim means it may announce the IPs it owns: keep those it
+	// announces and take over others.
+	Claim bool
+	// Voters and Live count the voters and those of them in the member
+	// view.
+	Voters, Live int
+	// Reason says why Claim is false, for logs.
 	Reason string
 }
 
@@ -123,7 +118,7 @@ func Decide(in Input) Verdict {
 			continue
 		}
 		seen[e] = true
-		if _, live := in.Members[e]; live || in.Gone == nil || in.Gone(e) == "" {
+		if in.Members[e] || in.Gone == nil || in.Gone(e) == "" {
 			voters = append(voters, e)
 		}
 	}
@@ -134,36 +129,21 @@ func Decide(in Input) Verdict {
 		return v
 	}
 	smallest := voters[0]
-	smallestLive, smallestAlive := false, false
 	for _, n := range voters {
-		m, live := in.Members[n]
-		if !live {
-			continue
-		}
-		v.Live++
-		if n == smallest {
-			smallestLive = true
-		}
-		if !m.Suspect {
-			v.Alive++
-			if n == smallest {
-				smallestAlive = true
-			}
+		if in.Members[n] {
+			v.Live++
 		}
 	}
 	// Can this node claim with nobody else, so that contact with the
 	// others does not matter?
 	alone := majority(1, len(voters), smallest == in.Self)
-	contact := alone || in.Contact
-	v.Keep = majority(v.Live, len(voters), smallestLive) && contact
-	v.TakeOver = majority(v.Alive, len(voters), smallestAlive) && contact
 	switch {
-	case !contact:
-		v.Reason = "no contact with any other announcer within the contact window"
-	case !v.Keep:
+	case !majority(v.Live, len(voters), in.Members[smallest]):
 		v.Reason = fmt.Sprintf("only %d of %d announcers are live members", v.Live, len(voters))
-	case !v.TakeOver:
-		v.Reason = fmt.Sprintf("only %d of %d announcers are alive and not suspected", v.Alive, len(voters))
+	case !alone && !in.Contact:
+		v.Reason = "no contact with any other announcer within the contact window"
+	default:
+		v.Claim = true
 	}
 	return v
 }

@@ -6,23 +6,18 @@ import (
 	"testing"
 )
 
-func members(alive []string, suspect ...string) map[string]Member {
-	m := map[string]Member{}
-	for _, n := range alive {
-		m[n] = Member{}
-	}
-	for _, n := range suspect {
-		m[n] = Member{Suspect: true}
+func live(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
 	}
 	return m
 }
 
 func goneIf(names ...string) func(string) string {
 	return func(n string) string {
-		for _, g := range names {
-			if g == n {
-				return "Node is not Ready"
-			}
+		if slices.Contains(names, n) {
+			return "Node is not Ready"
 		}
 		return ""
 	}
@@ -31,133 +26,68 @@ func goneIf(names ...string) func(string) string {
 func TestDecide(t *testing.T) {
 	three := []string{"node1", "node2", "node3"}
 	two := []string{"node1", "node2"}
+	four := []string{"node1", "node2", "node3", "node4"}
 	tests := []struct {
-		name           string
-		in             Input
-		keep, takeOver bool
+		name  string
+		in    Input
+		claim bool
 	}{
-		{
-			name: "one node is its own majority, without contact",
-			in:   Input{Self: "node1", Expected: []string{"node1"}, Members: members([]string{"node1"})},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "three healthy nodes",
-			in:   Input{Self: "node2", Expected: three, Members: members(three), Contact: true},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "three nodes, one crashed: the two left take over at once",
-			in:   Input{Self: "node2", Expected: three, Members: members([]string{"node1", "node2"}), Contact: true},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "isolated node of three: silent",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"})},
-		},
-		{
-			name: "isolated node of three that still hears a probe: silent",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"}), Contact: true},
-		},
-		{
-			name: "isolated node whose peers are still suspects: keeps, takes nothing over",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"}, "node1", "node2"), Contact: true},
-			keep: true,
-		},
-		{
-			name: "cut off from gossip: one peer dead, the other suspect, no contact: silent",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"}, "node2")},
-		},
-		{
-			name: "healthy node with a suspect peer keeps and takes over",
-			in:   Input{Self: "node1", Expected: three, Members: members([]string{"node1", "node3"}, "node2"), Contact: true},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "no contact for the contact window: silent even with a full view",
-			in:   Input{Self: "node1", Expected: three, Members: members(three)},
-		},
-		{
-			name: "survivor of two crashes: silent until the API confirms",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"}), Contact: false},
-		},
-		{
-			name: "survivor of two crashes, both Nodes NotReady: serves alone",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"}), Gone: goneIf("node1", "node2")},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "survivor of two crashes, one Node NotReady: a tie it does not hold",
-			in:   Input{Self: "node3", Expected: three, Members: members([]string{"node3"}), Gone: goneIf("node1"), Contact: true},
-		},
-		{
-			name: "survivor holding the smallest name of the two voters left",
-			in:   Input{Self: "node1", Expected: three, Members: members([]string{"node1"}), Gone: goneIf("node3")},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "a live member counts even when the API says it is gone",
-			in:   Input{Self: "node2", Expected: three, Members: members([]string{"node1", "node2"}), Gone: goneIf("node1", "node3"), Contact: true},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "two nodes, peer dead: the smaller name serves alone",
-			in:   Input{Self: "node1", Expected: two, Members: members([]string{"node1"})},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "two nodes, peer dead: the larger name waits for the API",
-			in:   Input{Self: "node2", Expected: two, Members: members([]string{"node2"})},
-		},
-		{
-			name: "two nodes, peer dead and gone in the API: the larger name serves",
-			in:   Input{Self: "node2", Expected: two, Members: members([]string{"node2"}), Gone: goneIf("node1")},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "two nodes, both alive: each claims what it owns",
-			in:   Input{Self: "node2", Expected: two, Members: members(two), Contact: true},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "two nodes, the smaller one suspect: the larger keeps, takes nothing over",
-			in:   Input{Self: "node2", Expected: two, Members: members([]string{"node2"}, "node1"), Contact: true},
-			keep: true,
-		},
-		{
-			name: "four nodes split two and two: the half with node1 serves",
-			in:   Input{Self: "node2", Expected: []string{"node1", "node2", "node3", "node4"}, Members: members([]string{"node1", "node2"}), Contact: true},
-			keep: true, takeOver: true,
-		},
-		{
-			name: "four nodes split two and two: the other half is silent",
-			in:   Input{Self: "node3", Expected: []string{"node1", "node2", "node3", "node4"}, Members: members([]string{"node3", "node4"}), Contact: true},
-		},
-		{
-			name: "a node the API does not list never claims",
-			in:   Input{Self: "node9", Expected: three, Members: members(append(three, "node9")), Contact: true},
-		},
-		{
-			name: "nothing expected: nobody claims",
-			in:   Input{Self: "node1", Members: members([]string{"node1"})},
-		},
-		{
-			name: "live members the API does not expect do not vote",
-			in:   Input{Self: "node1", Expected: three, Members: members([]string{"node1", "stray1", "stray2"}), Contact: true},
-		},
-		{
-			name: "duplicates in Expected count once",
-			in:   Input{Self: "node1", Expected: []string{"node1", "node1", "node2", "node2", "node3"}, Members: members([]string{"node1", "node2"}), Contact: true},
-			keep: true, takeOver: true,
-		},
+		{"one node is its own majority, without contact",
+			Input{Self: "node1", Expected: []string{"node1"}, Members: live("node1")}, true},
+		{"three healthy nodes",
+			Input{Self: "node2", Expected: three, Members: live(three...), Contact: true}, true},
+		{"three nodes, one crashed: the two left claim at once",
+			Input{Self: "node2", Expected: three, Members: live("node1", "node2"), Contact: true}, true},
+		{"isolated node of three: silent",
+			Input{Self: "node3", Expected: three, Members: live("node3")}, false},
+		{"isolated node of three that still hears a probe: silent",
+			Input{Self: "node3", Expected: three, Members: live("node3"), Contact: true}, false},
+		{"cut off, peers not yet declared dead, no contact: silent",
+			Input{Self: "node3", Expected: three, Members: live(three...)}, false},
+		{"cut off, one peer declared dead, no contact: silent",
+			Input{Self: "node3", Expected: three, Members: live("node2", "node3")}, false},
+		{"survivor of two crashes: silent until the API confirms",
+			Input{Self: "node3", Expected: three, Members: live("node3")}, false},
+		{"survivor of two crashes, both Nodes NotReady: serves alone",
+			Input{Self: "node3", Expected: three, Members: live("node3"), Gone: goneIf("node1", "node2")}, true},
+		{"survivor of two crashes, one Node NotReady: a tie it does not hold",
+			Input{Self: "node3", Expected: three, Members: live("node3"), Gone: goneIf("node1"), Contact: true}, false},
+		{"survivor holding the smallest name of the two voters left",
+			Input{Self: "node1", Expected: three, Members: live("node1"), Gone: goneIf("node3")}, true},
+		{"a live member counts even when the API says it is gone",
+			Input{Self: "node2", Expected: three, Members: live("node1", "node2"), Gone: goneIf("node1", "node3"), Contact: true}, true},
+		{"two nodes, peer dead: the smaller name serves alone",
+			Input{Self: "node1", Expected: two, Members: live("node1")}, true},
+		{"two nodes, peer dead: the larger name waits for the API",
+			Input{Self: "node2", Expected: two, Members: live("node2")}, false},
+		{"two nodes, peer dead and gone in the API: the larger name serves",
+			Input{Self: "node2", Expected: two, Members: live("node2"), Gone: goneIf("node1")}, true},
+		{"two nodes, both alive: each claims what it owns",
+			Input{Self: "node2", Expected: two, Members: live(two...), Contact: true}, true},
+		{"two nodes, both alive, no contact: the larger one is silent",
+			Input{Self: "node2", Expected: two, Members: live(two...)}, false},
+		{"two nodes, both alive, no contact: the smaller one needs none",
+			Input{Self: "node1", Expected: two, Members: live(two...)}, true},
+		{"four nodes split two and two: the half with node1 serves",
+			Input{Self: "node2", Expected: four, Members: live("node1", "node2"), Contact: true}, true},
+		{"four nodes split two and two: the other half is silent",
+			Input{Self: "node3", Expected: four, Members: live("node3", "node4"), Contact: true}, false},
+		{"a node the API does not list never claims",
+			Input{Self: "node9", Expected: three, Members: live("node1", "node2", "node3", "node9"), Contact: true}, false},
+		{"nothing expected: nobody claims",
+			Input{Self: "node1", Members: live("node1")}, false},
+		{"live members the API does not expect do not vote",
+			Input{Self: "node1", Expected: three, Members: live("node1", "stray1", "stray2"), Contact: true}, false},
+		{"duplicates in Expected count once",
+			Input{Self: "node1", Expected: []string{"node1", "node1", "node2", "node2", "node3"}, Members: live("node1", "node2"), Contact: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := Decide(tt.in)
-			if v.Keep != tt.keep || v.TakeOver != tt.takeOver {
-				t.Errorf("Decide = keep %v, take over %v (%+v), want keep %v, take over %v", v.Keep, v.TakeOver, v, tt.keep, tt.takeOver)
+			if v.Claim != tt.claim {
+				t.Errorf("Decide = %+v, want claim %v", v, tt.claim)
 			}
-			if (!v.Keep || !v.TakeOver) && v.Reason == "" {
+			if !v.Claim && v.Reason == "" {
 				t.Errorf("no reason given for %+v", v)
 			}
 		})
@@ -166,10 +96,12 @@ func TestDecide(t *testing.T) {
 
 // TestNoTwoSidesClaim puts every node of clusters of one to six nodes on
 // side A, on side B or among the dead, in every way, with every set of the
-// dead known gone to the API, and the other side dead or still suspected:
-// never may a node of each side claim. (Keep with the other side still
-// suspected is no claim: it only keeps what the node announced before the
-// split.)
+// dead known gone to the API, and lets each side see the other and the
+// dead declared dead: never may a node of each side claim. A side of one
+// hears nobody; a larger side hears itself.
+//
+// (Before the declarations each side still sees everyone and owns what it
+// owned before the split, so nothing is claimed twice then.)
 func TestNoTwoSidesClaim(t *testing.T) {
 	for n := 1; n <= 6; n++ {
 		var all []string
@@ -197,28 +129,16 @@ func TestNoTwoSidesClaim(t *testing.T) {
 			}
 			for goneMask := 0; goneMask < 1<<len(dead); goneMask++ {
 				gone := func(name string) string {
-					for i, d := range dead {
-						if d == name && goneMask&(1<<i) != 0 {
-							return "gone"
-						}
+					if i := slices.Index(dead, name); i >= 0 && goneMask&(1<<i) != 0 {
+						return "gone"
 					}
 					return ""
 				}
 				claims := func(side []string) bool {
 					for _, self := range side {
-						for _, othersSuspect := range []bool{false, true} {
-							m := members(side)
-							if othersSuspect {
-								for _, o := range all {
-									if _, ok := m[o]; !ok && !slices.Contains(dead, o) {
-										m[o] = Member{Suspect: true}
-									}
-								}
-							}
-							v := Decide(Input{Self: self, Expected: all, Members: m, Gone: gone, Contact: true})
-							if v.TakeOver || v.Keep && !othersSuspect {
-								return true
-							}
+						v := Decide(Input{Self: self, Expected: all, Members: live(side...), Gone: gone, Contact: len(side) > 1})
+						if v.Claim {
+							return true
 						}
 					}
 					return false
