@@ -104,7 +104,7 @@ func (lb *LoadBalancer) restore(ctx context.Context) error {
 			continue
 		}
 		ann, _ := ParseAnnotations(svc.Annotations) // a bad annotation must not cost the address
-		if err := lb.alloc.Restore(allocatorService(svc, ann), addrs); err != nil {
+		if err := lb.alloc.Restore(allocatorService(svc, ann), ann.Pool, addrs); err != nil {
 			logger.Info("Not restoring an address", "service", klog.KObj(svc), "err", err)
 			continue
 		}
@@ -183,7 +183,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	// that the informer had not delivered at restore time: claim them first.
 	if len(lb.alloc.Lookup(key)) == 0 {
 		if addrs := statusAddrs(service); len(addrs) > 0 {
-			if err := lb.alloc.Restore(req.Service, addrs); err != nil {
+			if err := lb.alloc.Restore(req.Service, req.Pool, addrs); err != nil {
 				logger.V(2).Info("Status addresses not restored", "err", err)
 			}
 		}
@@ -258,9 +258,7 @@ func (lb *LoadBalancer) Reconfigure(ctx context.Context, cfg *config.Config) err
 	if err := lb.waitReady(ctx); err != nil {
 		return err
 	}
-	if err := lb.alloc.Reconfigure(cfg.Pools); err != nil {
-		return err
-	}
+	lb.alloc.Reconfigure(cfg.Pools)
 	// Series of pools that are gone must not linger.
 	poolInUse.Reset()
 	poolTotal.Reset()

@@ -52,7 +52,9 @@ type Request struct {
 
 // Assignment is one address a Service holds and the pool it came from.
 type Assignment struct {
-	IP   netip.Addr
+	IP netip.Addr
+	// Pool is the pool that contains the address in the config in effect,
+	// or "" for a retained address that no pool contains any more.
 	Pool string
 }
 
@@ -60,16 +62,58 @@ type Assignment struct {
 type PoolStats struct {
 	Pool   string
 	Family Family
+	// InUse counts the addresses in use that the pool could hand out, so
+	// InUse <= Usable always. An address in use that no pool can hand out
+	// (retained outside every pool, or skipped by avoid-buggy-ips) is
+	// counted by no pool.
 	InUse  uint64
 	Usable uint64
+}
+
+// RetainedAddress is an address in use that the config in effect would not
+// give its holders today (see the package comment). They keep it until they
+// release it.
+type RetainedAddress struct {
+	IP netip.Addr
+	// Holders are the keys of the Services holding it, sorted.
+	Holders []string
+	// Reason says why the config in effect would not give it, naming the
+	// pool or the Service.
+	Reason string
+	// Contained is whether a pool of the config in effect contains it
+	// (retained for avoid-buggy-ips or a namespace or service-selector
+	// restriction). Such an address is still announced under that pool.
+	Contained bool
+	// Last is the pool that last contained it, while this allocator ran;
+	// nil when it was restored from status outside every pool.
+	Last *config.Pool
+}
+
+// ShownBy reports a Service other than except whose status still shows
+// addr, as the loadbalancer package reads it from the Service informer.
+type ShownBy func(addr netip.Addr, except string) (other string, shown bool)
+
+// holder is one Service holding an address.
+type holder struct {
+	svc Service
+	// origin is the name of the pool the address was given from, or, for an
+	// address restored from status, the pool the Service is pinned to by
+	// its address-pool annotation (else the pool containing it then).
+	origin string
 }
 
 // ipUse records who holds one address. All users of a shared address have
 // the same sharing key, so it is recorded once.
 type ipUse struct {
-	pool       *pool
+	// pool is the pool of the config in effect that could hand this
+	// address out, and counts it as used; nil if none does.
+	pool *pool
+	// last is the config of the pool that last contained the address.
+	last       *config.Pool
 	sharingKey string
-	users      map[string]*Service
+	users      map[string]*holder
+	// retained: see RetainedAddress.
+	retained bool
 }
 
 // Allocator assigns addresses to Services. It is safe for concurrent use.
@@ -82,6 +126,13 @@ type Allocator struct {
 	// shareable indexes the in-use addresses by sharing key, so joining a
 	// shared address looks only at addresses with the same key.
 	shareable map[string]map[netip.Addr]struct{}
+	// retained is the set of retained addresses; retainedGen counts its
+	// changes, so that a caller can tell cheaply whether to look again.
+	retained    map[netip.Addr]struct{}
+	retainedGen uint64
+	// shownBy, when set, keeps an address that another Service's status
+	// still shows from being handed out.
+	shownBy ShownBy
 }
 
 // New returns an allocator over the given pools, which the config package
@@ -92,6 +143,7 @@ func New(pools []config.Pool) *Allocator {
 		inUse:     make(map[netip.Addr]*ipUse),
 		held:      make(map[string][]netip.Addr),
 		shareable: make(map[string]map[netip.Addr]struct{}),
+		retained:  make(map[netip.Addr]struct{}),
 	}
 	for i := range pools {
 		p := newPool(&pools[i], i)
@@ -104,15 +156,37 @@ func New(pools []config.Pool) *Allocator {
 	return a
 }
 
+// SetShownBy makes the allocator consult shown before it hands out an
+// address that no Service holds: one that another Service's status still
+// shows is not free. A Service's status lags its allocation (the service
+// controller patches it after Ensure returns, and the patch may fail), so
+// without this check an address freed in memory could appear in two
+// Services' status at once. shown is called with the allocator's lock
+// held; it must not call back into the allocator.
+func (a *Allocator) SetShownBy(shown ShownBy) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.shownBy = shown
+}
+
 // Ensure makes the Service hold addresses that satisfy req and returns them,
-// primary family first. A valid address the Service already holds is kept.
-// On error nothing changes: the Service keeps what it held.
+// primary family first. An address the Service already holds is kept unless
+// the request itself rules it out (see the package comment). On error
+// nothing changes: the Service keeps what it held.
 func (a *Allocator) Ensure(req Request) ([]Assignment, error) {
+	got, _, err := a.EnsureWithShortfall(req)
+	return got, err
+}
+
+// EnsureWithShortfall is Ensure that also says why a PreferDualStack
+// request got no address of a secondary family (nil if it got all), so
+// that the caller can retry that family when an address frees up.
+func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, error) {
 	if req.Service.Key == "" {
-		return nil, errorf(ReasonInvalidRequest, "service has no key")
+		return nil, nil, errorf(ReasonInvalidRequest, "service has no key")
 	}
 	if len(req.Families) == 0 {
-		return nil, errorf(ReasonInvalidRequest, "service %s asks for no IP family", req.Service.Key)
+		return nil, nil, errorf(ReasonInvalidRequest, "service %s asks for no IP family", req.Service.Key)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -120,16 +194,22 @@ func (a *Allocator) Ensure(req Request) ([]Assignment, error) {
 	svc := &req.Service
 	current := a.held[svc.Key]
 	var chosen []netip.Addr
+	var origins []string
+	var shortfall *Error
 	for i, f := range req.Families {
-		addr, err := a.choose(&req, f, current)
+		addr, origin, err := a.choose(&req, f, current)
 		if err != nil {
 			if i == 0 || req.RequireAll {
-				return nil, err
+				return nil, nil, err
 			}
 			// PreferDualStack: the secondary family is best effort.
+			if shortfall == nil {
+				shortfall = err
+			}
 			continue
 		}
 		chosen = append(chosen, addr)
+		origins = append(origins, origin)
 	}
 
 	for _, old := range current {
@@ -137,16 +217,17 @@ func (a *Allocator) Ensure(req Request) ([]Assignment, error) {
 			a.unassign(svc.Key, old)
 		}
 	}
-	for _, addr := range chosen {
-		a.assign(svc, addr)
+	for i, addr := range chosen {
+		a.assign(svc, addr, origins[i])
 	}
 	a.held[svc.Key] = chosen
-	return a.assignments(chosen), nil
+	return a.assignments(chosen), shortfall, nil
 }
 
-// choose picks the address of family f for req: the one the Service holds if
-// still valid, else the requested one, else a shared or free one.
-func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.Addr, error) {
+// choose picks the address of family f for req, and the pool it is given
+// from: the one the Service holds if the request still allows it, else the
+// requested one, else a shared or free one.
+func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.Addr, string, *Error) {
 	svc := &req.Service
 	var want netip.Addr
 	for _, ip := range req.IPs {
@@ -158,69 +239,115 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 		if FamilyOf(addr) != f || (want.IsValid() && addr != want) {
 			continue
 		}
-		if a.validFor(req, addr) == nil {
-			return addr, nil
+		if a.keeps(req, addr) == nil {
+			// A Service now pinned to the pool containing its address holds
+			// it as that pool's from now on.
+			origin := a.inUse[addr].users[svc.Key].origin
+			if req.Pool != "" {
+				origin = req.Pool
+			}
+			return addr, origin, nil
 		}
 	}
 	if want.IsValid() {
-		if err := a.validFor(req, want); err != nil {
-			return netip.Addr{}, err
+		p, err := a.validNew(req, want)
+		if err != nil {
+			return netip.Addr{}, "", err
 		}
-		return want, nil
+		return want, p.name(), nil
 	}
 
 	candidates, err := a.candidatePools(req, f)
 	if err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, "", err
 	}
 	// A Service with a sharing key joins an address already shared under
 	// that key before it takes a fresh one.
 	if svc.SharingKey != "" {
 		if addr, ok := a.findShared(svc, f, candidates); ok {
-			return addr, nil
+			return addr, a.inUse[addr].pool.name(), nil
 		}
 	}
+	free := func(x netip.Addr) bool {
+		if a.inUse[x] != nil {
+			return false
+		}
+		if a.shownBy != nil {
+			if _, shown := a.shownBy(x, svc.Key); shown {
+				return false
+			}
+		}
+		return true
+	}
 	for _, p := range candidates {
-		addr, ok := p.nextFree(f, func(x netip.Addr) bool { return a.inUse[x] == nil })
-		if ok {
-			return addr, nil
+		if addr, ok := p.nextFree(f, free); ok {
+			return addr, p.name(), nil
 		}
 	}
 	names := make([]string, len(candidates))
 	for i, p := range candidates {
 		names[i] = fmt.Sprintf("%q", p.name())
 	}
-	return netip.Addr{}, errorf(ReasonPoolExhausted,
+	return netip.Addr{}, "", errorf(ReasonPoolExhausted,
 		"no free %s address for service %s: pool %s exhausted", f, svc.Key, strings.Join(names, ", "))
 }
 
-// validFor reports why addr cannot serve req, or nil if it can.
-func (a *Allocator) validFor(req *Request, addr netip.Addr) error {
+// keeps reports why the Service may not keep addr, which it holds, or nil
+// if it may. Only the Service's own request can rule out an address it
+// holds: a requested pool that is neither the one the address was given
+// from nor the one containing it now, or sharing made impossible by its
+// sharing key, ports or traffic policy. The config's pools, avoid-buggy-ips
+// and restrictions are not checked: a config edit never takes an address
+// away (such an address is retained). The requested-IP and family checks
+// are made by choose.
+func (a *Allocator) keeps(req *Request, addr netip.Addr) *Error {
 	svc := &req.Service
-	p := a.poolOf(addr)
+	use := a.inUse[addr]
+	if req.Pool != "" && use.users[svc.Key].origin != req.Pool && (use.pool == nil || use.pool.name() != req.Pool) {
+		return errorf(ReasonNotInPool, "IP %s of service %s is not from the requested pool %q", addr, svc.Key, req.Pool)
+	}
+	return compatible(svc, addr, use)
+}
+
+// validNew returns the pool that can give addr, which the Service does not
+// hold yet, to req, or why it cannot. Every rule of the config in effect
+// applies to an address newly given.
+func (a *Allocator) validNew(req *Request, addr netip.Addr) (*pool, *Error) {
+	svc := &req.Service
+	p := a.containing(addr)
 	if p == nil {
-		return errorf(ReasonNotInPool, "requested IP %s for service %s is not in any address pool", addr, svc.Key)
+		return nil, errorf(ReasonNotInPool, "requested IP %s for service %s is not in any address pool", addr, svc.Key)
 	}
 	if req.Pool != "" && p.name() != req.Pool {
-		return errorf(ReasonNotInPool, "requested IP %s for service %s is in pool %q, not in the requested pool %q", addr, svc.Key, p.name(), req.Pool)
+		return nil, errorf(ReasonNotInPool, "requested IP %s for service %s is in pool %q, not in the requested pool %q", addr, svc.Key, p.name(), req.Pool)
 	}
 	if !p.cfg.Assignable(addr) {
-		return errorf(ReasonNotInPool, "requested IP %s for service %s is skipped by avoid-buggy-ips in pool %q", addr, svc.Key, p.name())
+		return nil, errorf(ReasonNotInPool, "requested IP %s for service %s is skipped by avoid-buggy-ips in pool %q", addr, svc.Key, p.name())
 	}
 	if !p.allows(svc) {
-		return errorf(ReasonPoolNotAllowed, "pool %q does not allow service %s (namespace or service-selector restriction)", p.name(), svc.Key)
+		return nil, errorf(ReasonPoolNotAllowed, "pool %q does not allow service %s (namespace or service-selector restriction)", p.name(), svc.Key)
 	}
-	if use := a.inUse[addr]; use != nil {
-		if err := compatible(svc, addr, use); err != nil {
-			return err
+	use := a.inUse[addr]
+	if use == nil {
+		if a.shownBy != nil {
+			if other, shown := a.shownBy(addr, svc.Key); shown {
+				return nil, errorf(ReasonIPInUse, "IP %s is still in the status of service %s", addr, other)
+			}
 		}
+		return p, nil
 	}
-	return nil
+	if use.retained {
+		return nil, errorf(ReasonIPInUse, "IP %s is retained by service %s, which holds it from an earlier config", addr, strings.Join(slices.Sorted(maps.Keys(use.users)), ", "))
+	}
+	if err := compatible(svc, addr, use); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // candidatePools lists the pools req may take a family-f address from, in
 // the order to try them.
-func (a *Allocator) candidatePools(req *Request, f Family) ([]*pool, error) {
+func (a *Allocator) candidatePools(req *Request, f Family) ([]*pool, *Error) {
 	svc := &req.Service
 	if req.Pool != "" {
 		p := a.pools[req.Pool]
@@ -247,12 +374,13 @@ func (a *Allocator) candidatePools(req *Request, f Family) ([]*pool, error) {
 }
 
 // findShared returns an address of family f in one of pools that is already
-// shared under svc's sharing key and compatible with svc.
+// shared under svc's sharing key and compatible with svc. A retained
+// address is never joined: it is its holders' only.
 func (a *Allocator) findShared(svc *Service, f Family, pools []*pool) (netip.Addr, bool) {
 	var found []netip.Addr
 	for addr := range a.shareable[svc.SharingKey] {
 		use := a.inUse[addr]
-		if FamilyOf(addr) != f || !slices.Contains(pools, use.pool) {
+		if FamilyOf(addr) != f || use.retained || !slices.Contains(pools, use.pool) {
 			continue
 		}
 		if compatible(svc, addr, use) == nil {
@@ -268,33 +396,32 @@ func (a *Allocator) findShared(svc *Service, f Family, pools []*pool) (netip.Add
 }
 
 // compatible reports why svc may not share addr with its current users.
-func compatible(svc *Service, addr netip.Addr, use *ipUse) error {
+func compatible(svc *Service, addr netip.Addr, use *ipUse) *Error {
 	for key, other := range use.users {
 		if key == svc.Key {
 			continue
 		}
-		if svc.SharingKey == "" || other.SharingKey != svc.SharingKey {
+		if svc.SharingKey == "" || other.svc.SharingKey != svc.SharingKey {
 			return errorf(ReasonIPInUse, "IP %s is already used by service %s and the allow-shared-ip keys do not match (%q vs %q)",
-				addr, key, svc.SharingKey, other.SharingKey)
+				addr, key, svc.SharingKey, other.svc.SharingKey)
 		}
 		for _, p := range svc.Ports {
-			for _, q := range other.Ports {
+			for _, q := range other.svc.Ports {
 				if p == q {
 					return errorf(ReasonIPInUse, "IP %s cannot be shared with service %s: both use port %d/%s", addr, key, p.Port, p.Protocol)
 				}
 			}
 		}
-		if (svc.LocalTraffic || other.LocalTraffic) && svc.Selector != other.Selector {
+		if (svc.LocalTraffic || other.svc.LocalTraffic) && svc.Selector != other.svc.Selector {
 			return errorf(ReasonIPInUse, "IP %s cannot be shared with service %s: with externalTrafficPolicy Local both must select the same pods", addr, key)
 		}
 	}
 	return nil
 }
 
-func (a *Allocator) poolOf(addr netip.Addr) *pool {
-	if use := a.inUse[addr]; use != nil {
-		return use.pool
-	}
+// containing returns the pool of the config in effect whose ranges contain
+// addr, or nil. Pools do not overlap, so there is at most one.
+func (a *Allocator) containing(addr netip.Addr) *pool {
 	for _, p := range a.ordered {
 		if p.contains(addr) {
 			return p
@@ -303,17 +430,22 @@ func (a *Allocator) poolOf(addr netip.Addr) *pool {
 	return nil
 }
 
-func (a *Allocator) assign(svc *Service, addr netip.Addr) {
+// assign records that svc holds addr, given from the pool named origin.
+func (a *Allocator) assign(svc *Service, addr netip.Addr, origin string) {
 	use := a.inUse[addr]
 	if use == nil {
-		p := a.poolOf(addr)
-		use = &ipUse{pool: p, users: make(map[string]*Service, 1)}
+		use = &ipUse{users: make(map[string]*holder, 1)}
+		if p := a.containing(addr); p != nil {
+			use.last = p.cfg
+			if p.cfg.Assignable(addr) {
+				use.pool = p
+				p.used[FamilyOf(addr)]++
+				p.cursor[FamilyOf(addr)] = addr
+			}
+		}
 		a.inUse[addr] = use
-		p.used[FamilyOf(addr)]++
-		p.cursor[FamilyOf(addr)] = addr
 	}
-	cp := *svc
-	use.users[svc.Key] = &cp
+	use.users[svc.Key] = &holder{svc: *svc, origin: origin}
 	// The sole user of an address may have changed its key; shared users
 	// all have the same key by construction.
 	if len(use.users) == 1 && use.sharingKey != svc.SharingKey {
@@ -326,6 +458,7 @@ func (a *Allocator) assign(svc *Service, addr netip.Addr) {
 			a.shareable[use.sharingKey][addr] = struct{}{}
 		}
 	}
+	a.refreshRetained(addr, use)
 }
 
 func (a *Allocator) unindex(addr netip.Addr, use *ipUse) {
@@ -345,37 +478,79 @@ func (a *Allocator) unassign(key string, addr netip.Addr) {
 	delete(use.users, key)
 	if len(use.users) == 0 {
 		delete(a.inUse, addr)
-		use.pool.used[FamilyOf(addr)]--
+		if use.pool != nil {
+			use.pool.used[FamilyOf(addr)]--
+		}
 		a.unindex(addr, use)
+		use.retained = false
+		a.markRetained(addr, false)
+		return
 	}
+	a.refreshRetained(addr, use)
+}
+
+// refreshRetained works out whether addr is retained: no pool of the config
+// in effect could hand it out, or its pool does not allow a holder.
+func (a *Allocator) refreshRetained(addr netip.Addr, use *ipUse) {
+	r := use.pool == nil
+	if !r {
+		for _, h := range use.users {
+			if !use.pool.allows(&h.svc) {
+				r = true
+				break
+			}
+		}
+	}
+	if r != use.retained {
+		use.retained = r
+		a.markRetained(addr, r)
+	}
+}
+
+func (a *Allocator) markRetained(addr netip.Addr, r bool) {
+	_, was := a.retained[addr]
+	switch {
+	case r && !was:
+		a.retained[addr] = struct{}{}
+	case !r && was:
+		delete(a.retained, addr)
+	default:
+		return
+	}
+	a.retainedGen++
 }
 
 func (a *Allocator) assignments(addrs []netip.Addr) []Assignment {
 	out := make([]Assignment, len(addrs))
 	for i, addr := range addrs {
-		out[i] = Assignment{IP: addr, Pool: a.inUse[addr].pool.name()}
+		out[i] = Assignment{IP: addr}
+		if p := a.inUse[addr].pool; p != nil {
+			out[i].Pool = p.name()
+		} else if p := a.containing(addr); p != nil {
+			out[i].Pool = p.name()
+		}
 	}
 	return out
 }
 
 // Restore records that a Service already holds addrs, as read from its
-// status after a restart. Addresses outside every pool, or that clash with
-// a Service restored before it, are skipped and reported; the next Ensure
-// for the Service then finds it a valid address. Call it for Services in
-// creation order, so the oldest claim to an address wins.
-func (a *Allocator) Restore(svc Service, addrs []netip.Addr) error {
+// status after a restart. pin is its address-pool annotation, taken as the
+// pool the addresses were given from. An address no pool can give any more
+// is kept all the same, as retained: a restart must not move an address
+// that a config edit did not. Skipped, and reported, are a second address
+// of one family and an address that clashes with a Service restored before
+// it; the next Ensure for the Service then finds it a valid address. Call it
+// for Services in creation order, so the oldest claim to an address wins.
+func (a *Allocator) Restore(svc Service, pin string, addrs []netip.Addr) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var errs []string
 	kept := a.held[svc.Key]
 	for _, addr := range addrs {
-		p := a.poolOf(addr)
-		if p == nil || !p.cfg.Assignable(addr) {
-			errs = append(errs, fmt.Sprintf("%s is not in any address pool", addr))
-			continue
-		}
 		if slices.ContainsFunc(kept, func(x netip.Addr) bool { return FamilyOf(x) == FamilyOf(addr) }) {
-			errs = append(errs, fmt.Sprintf("%s is a second %s address", addr, FamilyOf(addr)))
+			if !slices.Contains(kept, addr) {
+				errs = append(errs, fmt.Sprintf("%s is a second %s address", addr, FamilyOf(addr)))
+			}
 			continue
 		}
 		if use := a.inUse[addr]; use != nil {
@@ -384,13 +559,65 @@ func (a *Allocator) Restore(svc Service, addrs []netip.Addr) error {
 				continue
 			}
 		}
-		a.assign(&svc, addr)
+		origin := pin
+		if origin == "" {
+			if p := a.containing(addr); p != nil {
+				origin = p.name()
+			}
+		}
+		a.assign(&svc, addr, origin)
 		kept = append(kept, addr)
 	}
 	a.held[svc.Key] = kept
 	if len(errs) > 0 {
 		return fmt.Errorf("restoring service %s: %s", svc.Key, strings.Join(errs, "; "))
 	}
+	return nil
+}
+
+// Settle resolves an address that the status of several Services shows,
+// which only a fault can cause (a status patch that failed or came from a
+// deposed leader). keeper keeps addr and is recorded as holding it, in
+// place of any other address of that family it held; every Service in
+// losers stops holding addr. pin is keeper's address-pool annotation.
+func (a *Allocator) Settle(addr netip.Addr, keeper Service, pin string, losers []string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, key := range losers {
+		if key == keeper.Key || !slices.Contains(a.held[key], addr) {
+			continue
+		}
+		a.unassign(key, addr)
+		a.held[key] = slices.DeleteFunc(slices.Clone(a.held[key]), func(x netip.Addr) bool { return x == addr })
+		if len(a.held[key]) == 0 {
+			delete(a.held, key)
+		}
+	}
+	kept := a.held[keeper.Key]
+	if slices.Contains(kept, addr) {
+		return nil
+	}
+	if use := a.inUse[addr]; use != nil {
+		if err := compatible(&keeper, addr, use); err != nil {
+			return err
+		}
+	}
+	var next []netip.Addr
+	for _, x := range kept {
+		if FamilyOf(x) == FamilyOf(addr) {
+			a.unassign(keeper.Key, x)
+			continue
+		}
+		next = append(next, x)
+	}
+	origin := pin
+	if origin == "" {
+		if p := a.containing(addr); p != nil {
+			origin = p.name()
+		}
+	}
+	a.assign(&keeper, addr, origin)
+	a.held[keeper.Key] = append(next, addr)
 	return nil
 }
 
@@ -411,6 +638,13 @@ func (a *Allocator) Lookup(key string) []Assignment {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.assignments(a.held[key])
+}
+
+// InUse reports whether some Service holds addr.
+func (a *Allocator) InUse(addr netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.inUse[addr] != nil
 }
 
 // Held returns a copy of what every Service holds, by Service key.
@@ -441,51 +675,79 @@ func (a *Allocator) Stats() []PoolStats {
 	return out
 }
 
-// Reconfigure replaces the pools, keeping every address in use with the
-// Services that hold it. It refuses, changing nothing, when an address in
-// use would be lost: outside every new pool, skipped by avoid-buggy-ips, or
-// in a pool whose namespace or service-selector restriction no longer
-// allows a Service holding it. Otherwise the next change to that Service
-// would hand it a different address, and a working IP must never move
-// because of a config edit. The error lists every such address.
-func (a *Allocator) Reconfigure(pools []config.Pool) error {
+// RetainedGeneration changes whenever the set of retained addresses does.
+// It is cheap, so a caller can check it after every operation and call
+// Retained only when it moved.
+func (a *Allocator) RetainedGeneration() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.retainedGen
+}
+
+// Retained lists the retained addresses, sorted.
+func (a *Allocator) Retained() []RetainedAddress {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]RetainedAddress, 0, len(a.retained))
+	for addr := range a.retained {
+		use := a.inUse[addr]
+		r := RetainedAddress{IP: addr, Holders: slices.Sorted(maps.Keys(use.users)), Last: use.last}
+		p := a.containing(addr)
+		switch {
+		case p == nil:
+			r.Reason = "no address pool contains it any more"
+		case !p.cfg.Assignable(addr):
+			r.Contained = true
+			r.Reason = fmt.Sprintf("pool %q skips it (avoid-buggy-ips)", p.name())
+		default:
+			r.Contained = true
+			var denied []string
+			for key, h := range use.users {
+				if !p.allows(&h.svc) {
+					denied = append(denied, key)
+				}
+			}
+			slices.Sort(denied)
+			r.Reason = fmt.Sprintf("pool %q does not allow service %s (namespaces or service-selectors)", p.name(), strings.Join(denied, ", "))
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(x, y RetainedAddress) int { return x.IP.Compare(y.IP) })
+	return out
+}
+
+// Reconfigure replaces the pools. It always succeeds, and keeps every
+// address in use with the Services that hold it (contract C1: a config edit
+// never moves or drops an address in use). New pools apply to addresses
+// handed out from now on. An address in use that the new pools would not
+// hand its holders (outside every pool, skipped by avoid-buggy-ips, or in a
+// pool whose namespace or service-selector restriction excludes a holder)
+// becomes retained; one they would hand out again stops being retained.
+func (a *Allocator) Reconfigure(pools []config.Pool) {
 	next := New(pools)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var lost []string
-	homes := make(map[netip.Addr]*pool, len(a.inUse))
-	for addr, use := range a.inUse {
-		p := next.poolOf(addr)
-		var why string
-		switch {
-		case p == nil:
-			why = "would be in no address pool"
-		case !p.cfg.Assignable(addr):
-			why = fmt.Sprintf("would be skipped by avoid-buggy-ips in pool %q", p.name())
-		default:
-			for key, svc := range use.users {
-				if !p.allows(svc) {
-					why = fmt.Sprintf("would be in pool %q, whose namespaces or service-selectors no longer allow service %s", p.name(), key)
-					break
+	// Next-fit goes on where it was in a pool that stays, so a just-freed
+	// address is not handed out again at once.
+	for name, p := range next.pools {
+		if old := a.pools[name]; old != nil {
+			for f, c := range old.cursor {
+				if c.IsValid() && p.contains(c) {
+					p.cursor[f] = c
 				}
 			}
 		}
-		if why != "" {
-			lost = append(lost, fmt.Sprintf("%s (held by %s) %s", addr, strings.Join(slices.Sorted(maps.Keys(use.users)), ", "), why))
-			continue
-		}
-		homes[addr] = p
-	}
-	if len(lost) > 0 {
-		slices.Sort(lost)
-		return fmt.Errorf("address-pools: the new pools would take %d address(es) in use away from their Services; keep them in a pool or delete those Services first:\n  %s",
-			len(lost), strings.Join(lost, "\n  "))
-	}
-	for addr, use := range a.inUse {
-		p := homes[addr]
-		use.pool = p
-		p.used[FamilyOf(addr)]++
 	}
 	a.pools, a.ordered = next.pools, next.ordered
-	return nil
+	for addr, use := range a.inUse {
+		use.pool = nil
+		if p := a.containing(addr); p != nil {
+			use.last = p.cfg
+			if p.cfg.Assignable(addr) {
+				use.pool = p
+				p.used[FamilyOf(addr)]++
+			}
+		}
+		a.refreshRetained(addr, use)
+	}
 }

@@ -272,7 +272,7 @@ func BenchmarkRestore(b *testing.B) {
 	for b.Loop() {
 		a := New(pools)
 		for _, h := range services {
-			if err := a.Restore(h.svc, h.addrs); err != nil {
+			if err := a.Restore(h.svc, "", h.addrs); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -320,15 +320,24 @@ func TestReleaseAndReuse(t *testing.T) {
 func TestRestore(t *testing.T) {
 	a := New([]config.Pool{mkPool("p", "203.0.113.0/28")})
 	ip := netip.MustParseAddr("203.0.113.5")
-	if err := a.Restore(svc("a/old"), []netip.Addr{ip}); err != nil {
+	if err := a.Restore(svc("a/old"), "", []netip.Addr{ip}); err != nil {
 		t.Fatal(err)
 	}
 	// A younger Service claiming the same address loses it.
-	if err := a.Restore(svc("a/young"), []netip.Addr{ip}); err == nil {
+	if err := a.Restore(svc("a/young"), "", []netip.Addr{ip}); err == nil {
 		t.Fatal("want a conflict for a duplicate claim")
 	}
-	if err := a.Restore(svc("a/gone"), []netip.Addr{netip.MustParseAddr("192.0.2.1")}); err == nil {
-		t.Fatal("want an error for an address outside every pool")
+	// An address outside every pool is kept, as retained (hole 1 of issue
+	// 9: a restart must not move it).
+	gone := netip.MustParseAddr("192.0.2.1")
+	if err := a.Restore(svc("a/gone"), "", []netip.Addr{gone}); err != nil {
+		t.Fatalf("restoring an address outside every pool: %v", err)
+	}
+	if got := a.Retained(); len(got) != 1 || got[0].IP != gone || got[0].Holders[0] != "a/gone" || got[0].Contained {
+		t.Fatalf("retained = %+v, want 192.0.2.1 held by a/gone, in no pool", got)
+	}
+	if got, err := a.Ensure(req4(svc("a/gone"))); err != nil || got[0].IP != gone || got[0].Pool != "" {
+		t.Fatalf("Ensure after restoring a retained address = %v, %v; want it kept", got, err)
 	}
 	// The restored Service keeps its address on Ensure.
 	got, err := a.Ensure(req4(svc("a/old")))
@@ -339,6 +348,16 @@ func TestRestore(t *testing.T) {
 	got, err = a.Ensure(req4(svc("a/young")))
 	if err != nil || got[0].IP == ip {
 		t.Fatalf("young service got %v, %v", got, err)
+	}
+	// Releasing frees the retained address; it is no longer counted.
+	if freed := a.Release("a/gone"); len(freed) != 1 || freed[0] != gone {
+		t.Fatalf("Release = %v", freed)
+	}
+	if got := a.Retained(); len(got) != 0 {
+		t.Fatalf("retained after release = %+v", got)
+	}
+	if a.InUse(gone) {
+		t.Fatal("released retained address still in use")
 	}
 }
 
