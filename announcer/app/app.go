@@ -19,8 +19,6 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -35,6 +33,7 @@ import (
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/controller"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/keyring"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/layer2"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/membership"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
@@ -42,10 +41,6 @@ import (
 
 // Component is the name events and the user agent carry.
 const Component = "baremetal-announcer"
-
-// SecretKey is the key of the memberlist Secret holding the shared secret,
-// as in MetalLB.
-const SecretKey = "secretkey"
 
 // Options are the command's flags.
 type Options struct {
@@ -98,7 +93,7 @@ speaker that dials out (it does not listen on port 179).`,
 	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this runs on. Default $NODE_NAME.")
 	fs.StringVar(&o.NodeIP, "node-ip", "", "IP of this node, for memberlist and to find the default interface. Default: the Node's first InternalIP.")
 	fs.IntVar(&o.MemberlistBindPort, "memberlist-bind-port", membership.DefaultPort, "TCP and UDP port for memberlist gossip among announcers.")
-	fs.StringVar(&o.MemberlistSecret, "memberlist-secret", "", "Name of the Secret whose '"+SecretKey+"' encrypts memberlist gossip. Empty means no encryption (tests only).")
+	fs.StringVar(&o.MemberlistSecret, "memberlist-secret", "", "Name of the Secret whose '"+keyring.PrimaryKey+"' encrypts memberlist gossip, and whose '"+keyring.AcceptedKey+"-*' keys are also accepted (for a key rotation; the Secret is followed live). Empty means no encryption (tests only).")
 	fs.StringVar(&o.MemberlistSecretNamespace, "memberlist-secret-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of --memberlist-secret. Default $POD_NAMESPACE.")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The announcer's namespace, where it reads the Secrets named by peers' password-secret. Default $POD_NAMESPACE.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":7472", "Address for /metrics and /healthz. \"0\" disables them.")
@@ -247,7 +242,7 @@ func Run(ctx context.Context, o *Options) error {
 		}
 	}
 	speaker.SetDefaultRouterID(routerID(ctrl, nodeIP))
-	secret, err := readSecret(ctx, client, o.MemberlistSecretNamespace, o.MemberlistSecret)
+	keys, err := readKeys(ctx, client, o.MemberlistSecretNamespace, o.MemberlistSecret)
 	if err != nil {
 		return err
 	}
@@ -256,13 +251,18 @@ func Run(ctx context.Context, o *Options) error {
 		NodeName: o.NodeName,
 		BindAddr: nodeIP,
 		BindPort: o.MemberlistBindPort,
-		Secret:   secret,
+		Keys:     keys,
 		Logger:   logger.WithName("membership"),
 	})
 	if err != nil {
 		return err
 	}
 	defer ms.Shutdown()
+	if keys != nil {
+		if err := followKeys(informerCtx, client, o.MemberlistSecretNamespace, o.MemberlistSecret, ms); err != nil {
+			return err
+		}
+	}
 	peers := ctrl.PeerIPs(nodeIP)
 	ms.SetPeers(peers)
 	n, err := ms.Join(peers)
@@ -345,39 +345,6 @@ func waitForNodeIP(ctx context.Context, ctrl *controller.Controller) (netip.Addr
 		return ip, fmt.Errorf("finding the node's IP (set --node-ip to skip): %w", errors.Join(err, last))
 	}
 	return ip, nil
-}
-
-// readSecret reads the memberlist secret, waiting while it is missing or
-// the API is unreachable: gossip without the cluster's key would be
-// either refused by the others or, worse, unencrypted.
-func readSecret(ctx context.Context, client kubernetes.Interface, ns, name string) ([]byte, error) {
-	logger := klog.FromContext(ctx)
-	if name == "" {
-		logger.Info("WARNING: no --memberlist-secret; memberlist gossip is not encrypted or authenticated")
-		return nil, nil
-	}
-	var value []byte
-	err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
-		s, err := client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			logger.Error(err, "The memberlist Secret does not exist; create it (see deploy/README.md)", "secret", ns+"/"+name)
-			return false, nil
-		case err != nil:
-			logger.Error(err, "Reading the memberlist Secret", "secret", ns+"/"+name)
-			return false, nil
-		}
-		value = s.Data[SecretKey]
-		if len(value) == 0 {
-			logger.Error(nil, "The memberlist Secret has no key "+SecretKey, "secret", ns+"/"+name)
-			return false, nil
-		}
-		return true, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading memberlist Secret %s/%s: %w", ns, name, err)
-	}
-	return value, nil
 }
 
 // serveMetrics serves /metrics and /healthz. /healthz is OK once the

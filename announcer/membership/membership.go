@@ -9,7 +9,14 @@
 //
 // Every announcer binds to its node's IP on one port (7946 by default, as
 // MetalLB) and joins the other nodes' InternalIPs. Traffic is encrypted
-// with AES-256-GCM under a key derived from a shared Secret.
+// with AES-256-GCM under keys derived from a shared Secret (package
+// keyring), which SetKeys switches at run time for a rotation.
+//
+// Besides the live set, a Membership reports what the split-brain guard
+// (package quorum) needs: which members left on purpose, whether this
+// node has heard from any other member within ContactWindow, and every
+// member's metadata (package nodemeta), which SetMeta publishes for this
+// node.
 //
 // Split brain: when the network partitions, each side declares the other
 // dead and takes over its IPs, which is the best a partitioned layer 2
@@ -22,7 +29,7 @@
 package membership
 
 import (
-	"crypto/sha256"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +45,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/keyring"
 )
 
 // DefaultPort is the memberlist port, TCP and UDP, MetalLB's too.
@@ -47,6 +56,17 @@ const DefaultPort = 7946
 // another system on the same port (a MetalLB speaker left running during a
 // migration, say) never merge with ours even if they share the key.
 const label = "cloud-provider-baremetal"
+
+// ContactWindow is how recently a node must have heard from another
+// member (an acknowledged probe, a probe received) for View's Contact. It
+// is below the 300 ms in which the others can declare a node dead (a probe
+// interval plus the suspicion timeout, see tunedConfig), so that a node
+// whose gossip is cut notices before they take over its IPs, and four or
+// five times the interval at which a healthy node hears from its peers.
+const ContactWindow = 250 * time.Millisecond
+
+// metaTimeout bounds the wait for a metadata update to be sent.
+const metaTimeout = time.Second
 
 // rejoinInterval is how often peers that are not live members are joined
 // again. It bounds how long two halves of a healed partition stay apart
@@ -61,9 +81,11 @@ type Config struct {
 	BindAddr netip.Addr
 	// BindPort is the TCP and UDP port; 0 means DefaultPort.
 	BindPort int
-	// Secret is the shared secret (the Secret's secretkey value). Empty
-	// means unencrypted gossip, only sensible in tests.
-	Secret []byte
+	// Keys are the gossip keys. Nil means unencrypted gossip, only
+	// sensible in tests.
+	Keys *keyring.Set
+	// Meta is this node's metadata at the start (see SetMeta).
+	Meta []byte
 	// Logger receives memberlist's log lines.
 	Logger klog.Logger
 
@@ -78,24 +100,62 @@ type Membership struct {
 	ml      atomic.Pointer[memberlist.Memberlist]
 	changes chan struct{}
 	logger  klog.Logger
+	name    string
 	port    int
+
+	// keyring is memberlist's, nil without encryption; keysMu serializes
+	// SetKeys.
+	keyring *memberlist.Keyring
+	keysMu  sync.Mutex
+
+	// meta is this node's metadata; metaChanged asks the updater to
+	// publish it.
+	meta        atomic.Pointer[[]byte]
+	metaChanged chan struct{}
+
+	// lastContact is when another member was last heard from (Unix
+	// nanoseconds); stale says whether that was longer ago than
+	// ContactWindow when last checked.
+	lastContact atomic.Int64
+	stale       atomic.Bool
 
 	mu       sync.Mutex
 	peers    []netip.Addr
 	inFlight map[netip.Addr]bool
-	left     bool
+	// stopping is set by Leave; rejoins stop then.
+	stopping bool
+	// live are the live members by name, kept from memberlist's events,
+	// which it delivers under its own lock: the Nodes that Members
+	// returns are memberlist's own and change under a reader's feet.
+	live map[string]member
+	// left are members that left on purpose and have not come back;
+	// leaving are live members that said they are about to. (memberlist
+	// itself does not tell its callers a leave from a death.)
+	left    map[string]bool
+	leaving map[string]bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
-// Key derives the 32-byte AES-256 key from the Secret's value. Hashing
-// means any string works as the secret: `openssl rand -base64 32` and
-// `-base64 128` alike, and MetalLB's memberlist secretkey (which MetalLB
-// passes to memberlist through the same SHA-256 step).
-func Key(secret []byte) []byte {
-	sum := sha256.Sum256(secret)
-	return sum[:]
+// member is what is known of one live member.
+type member struct {
+	addr netip.Addr
+	port uint16
+	meta []byte
+}
+
+// View is this node's view of the cluster, for the split-brain guard.
+type View struct {
+	// Members are the live members, this node included, with their
+	// metadata. A suspected member is live until it is declared dead.
+	Members map[string][]byte
+	// Left are the members that left on purpose (a graceful shutdown)
+	// and have not joined again.
+	Left map[string]bool
+	// Contact says whether this node heard from another member within
+	// ContactWindow.
+	Contact bool
 }
 
 // tunedConfig is memberlist's LAN configuration, tuned for failover in well
@@ -158,22 +218,38 @@ func Start(cfg Config) (*Membership, error) {
 		port = DefaultPort
 	}
 	m := &Membership{
-		changes:  make(chan struct{}, 1),
-		logger:   cfg.Logger,
-		port:     port,
-		inFlight: map[netip.Addr]bool{},
-		stop:     make(chan struct{}),
+		changes:     make(chan struct{}, 1),
+		metaChanged: make(chan struct{}, 1),
+		logger:      cfg.Logger,
+		name:        cfg.NodeName,
+		port:        port,
+		inFlight:    map[netip.Addr]bool{},
+		live:        map[string]member{},
+		left:        map[string]bool{},
+		leaving:     map[string]bool{},
+		stop:        make(chan struct{}),
 	}
+	meta := slices.Clone(cfg.Meta)
+	m.meta.Store(&meta)
+	m.stale.Store(true)
 	c := tunedConfig()
 	c.Name = cfg.NodeName
 	c.BindAddr = cfg.BindAddr.String()
 	c.BindPort = port
 	c.AdvertiseAddr = cfg.BindAddr.String()
 	c.AdvertisePort = port
-	if len(cfg.Secret) > 0 {
-		c.SecretKey = Key(cfg.Secret)
+	if cfg.Keys != nil {
+		ring, err := memberlist.NewKeyring(cfg.Keys.Accepted, cfg.Keys.Primary)
+		if err != nil {
+			return nil, fmt.Errorf("memberlist keys: %w", err)
+		}
+		c.Keyring = ring
+		m.keyring = ring
+		recordKeys(ring.GetKeys())
 	}
 	c.Events = events{m}
+	c.Delegate = delegate{m}
+	c.Ping = pings{m}
 	c.Logger = log.New(logWriter{cfg.Logger}, "", 0)
 	if cfg.tune != nil {
 		cfg.tune(c)
@@ -184,9 +260,127 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	m.ml.Store(ml)
 	members.Set(float64(ml.NumMembers()))
-	m.wg.Add(1)
+	m.wg.Add(3)
 	go m.rejoinLoop()
+	go m.metaLoop()
+	go m.contactLoop()
 	return m, nil
+}
+
+// SetKeys makes keys the gossip keys: keys.Primary encrypts, every key
+// decrypts, and keys no longer listed are dropped (package keyring says in
+// which order, and why that is safe while packets are being decrypted).
+// It fails if gossip was started without encryption, which cannot be
+// turned on at run time.
+func (m *Membership) SetKeys(keys keyring.Set) error {
+	if m.keyring == nil {
+		return errors.New("gossip runs without encryption (no --memberlist-secret at start); restart to use keys")
+	}
+	m.keysMu.Lock()
+	defer m.keysMu.Unlock()
+	steps := keyring.Plan(m.keyring.GetKeys(), keys)
+	for _, st := range steps {
+		var err error
+		switch st.Op {
+		case keyring.Add:
+			err = m.keyring.AddKey(st.Key)
+		case keyring.Use:
+			err = m.keyring.UseKey(st.Key)
+		case keyring.Remove:
+			err = m.keyring.RemoveKey(st.Key)
+		}
+		if err != nil {
+			return fmt.Errorf("memberlist keyring: %v key %s: %w", st.Op, keyring.Fingerprint(st.Key), err)
+		}
+	}
+	if len(steps) > 0 {
+		keys := m.keyring.GetKeys()
+		m.logger.Info("Memberlist keys changed", "primary", keyring.Fingerprint(keys[0]), "keys", len(keys))
+		recordKeys(keys)
+	}
+	return nil
+}
+
+// SetMeta sets this node's metadata (at most memberlist.MetaMaxSize
+// bytes) and, if it changed, publishes it to the others in the background.
+func (m *Membership) SetMeta(meta []byte) {
+	if len(meta) > memberlist.MetaMaxSize {
+		m.logger.Error(nil, "Node metadata too long; not published", "bytes", len(meta), "max", memberlist.MetaMaxSize)
+		return
+	}
+	if bytes.Equal(*m.meta.Load(), meta) {
+		return
+	}
+	meta = slices.Clone(meta)
+	m.meta.Store(&meta)
+	select {
+	case m.metaChanged <- struct{}{}:
+	default:
+	}
+}
+
+// metaLoop publishes metadata changes, one at a time, outside the caller:
+// UpdateNode waits until the update has been sent.
+func (m *Membership) metaLoop() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.metaChanged:
+		}
+		if err := m.ml.Load().UpdateNode(metaTimeout); err != nil {
+			m.logger.V(2).Info("Publishing node metadata", "err", err)
+		}
+	}
+}
+
+// contacted notes that another member was heard from.
+func (m *Membership) contacted() {
+	m.lastContact.Store(time.Now().UnixNano())
+	if m.stale.Swap(false) {
+		m.changed()
+	}
+}
+
+// contactLoop notices when contact goes stale, a few times per window.
+func (m *Membership) contactLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(ContactWindow / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		if !m.stale.Load() && time.Since(time.Unix(0, m.lastContact.Load())) > ContactWindow && !m.stale.Swap(true) {
+			m.changed()
+		}
+	}
+}
+
+// View returns this node's view of the cluster.
+func (m *Membership) View() View {
+	v := View{Members: map[string][]byte{}, Left: map[string]bool{}}
+	v.Contact = time.Since(time.Unix(0, m.lastContact.Load())) <= ContactWindow
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, mb := range m.live {
+		v.Members[name] = mb.meta
+	}
+	for name := range m.left {
+		v.Left[name] = true
+	}
+	return v
+}
+
+// changed signals Changes without blocking.
+func (m *Membership) changed() {
+	select {
+	case m.changes <- struct{}{}:
+	default:
+	}
 }
 
 // Join contacts peers (node IPs; the port is ours) and merges their view
@@ -200,7 +394,13 @@ func (m *Membership) Join(peers []netip.Addr) (int, error) {
 	if len(addrs) == 0 {
 		return 0, nil
 	}
-	return m.ml.Load().Join(addrs)
+	n, err := m.ml.Load().Join(addrs)
+	if n > 0 {
+		// A join is a push/pull over TCP with a member, which proves
+		// contact as well as a probe does.
+		m.contacted()
+	}
+	return n, err
 }
 
 // SetPeers sets the node IPs that should be members. Every rejoin interval,
@@ -215,11 +415,12 @@ func (m *Membership) SetPeers(peers []netip.Addr) {
 // sorted. A suspect node is still live: it owns its IPs until it is
 // declared dead.
 func (m *Membership) Members() []string {
-	nodes := m.ml.Load().Members()
-	out := make([]string, 0, len(nodes))
-	for _, n := range nodes {
-		out = append(out, n.Name)
+	m.mu.Lock()
+	out := make([]string, 0, len(m.live))
+	for name := range m.live {
+		out = append(out, name)
 	}
+	m.mu.Unlock()
 	slices.Sort(out)
 	members.Set(float64(len(out)))
 	return out
@@ -236,16 +437,59 @@ func (m *Membership) Changes() <-chan struct{} {
 // its IPs at once instead of after a failure detection. It waits up to
 // timeout for the message to go out. The node keeps gossiping until
 // Shutdown, so it can still be asked.
+//
+// Before the leave itself it tells every live member that it is leaving,
+// so that they count it as gone on purpose (View's Left) and not as a
+// node that may be alive behind a partition.
 func (m *Membership) Leave(timeout time.Duration) error {
 	m.mu.Lock()
-	m.left = true
+	m.stopping = true
 	m.mu.Unlock()
 	select {
 	case <-m.stop:
 		return errors.New("membership is shut down")
 	default:
 	}
+	m.announceLeave(min(timeout/2, leaveNoticeTimeout))
 	return m.ml.Load().Leave(timeout)
+}
+
+// leaveNoticeTimeout bounds the wait for the leave notices.
+const leaveNoticeTimeout = 300 * time.Millisecond
+
+// leaveNotice starts the user message saying that a node is leaving; the
+// node's name follows.
+const leaveNotice = 'L'
+
+// announceLeave sends the leave notice to every live member over TCP, in
+// parallel, and waits for the sends up to timeout.
+func (m *Membership) announceLeave(timeout time.Duration) {
+	ml := m.ml.Load()
+	msg := append([]byte{leaveNotice}, m.name...)
+	var others []memberlist.Node
+	m.mu.Lock()
+	for name, mb := range m.live {
+		if name != m.name {
+			others = append(others, memberlist.Node{Name: name, Addr: mb.addr.AsSlice(), Port: mb.port})
+		}
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, to := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ml.SendReliable(&to, msg); err != nil {
+				m.logger.V(2).Info("Telling a member that this node leaves", "member", to.Name, "err", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 // Shutdown stops all gossip and closes the sockets.
@@ -272,16 +516,14 @@ func (m *Membership) rejoinLoop() {
 			return
 		case <-t.C:
 		}
-		live := map[netip.Addr]bool{}
-		for _, n := range m.ml.Load().Members() {
-			if ip, ok := netip.AddrFromSlice(n.Addr); ok {
-				live[ip.Unmap()] = true
-			}
-		}
 		m.mu.Lock()
-		if m.left {
+		if m.stopping {
 			m.mu.Unlock()
 			return
+		}
+		live := map[netip.Addr]bool{}
+		for _, mb := range m.live {
+			live[mb.addr] = true
 		}
 		for _, p := range m.peers {
 			if live[p] || m.inFlight[p] {
@@ -306,31 +548,93 @@ func (m *Membership) rejoinLoop() {
 	}
 }
 
-// events turns memberlist's notifications into Changes. The members
-// gauge is updated by Members, which the controller calls after every
-// change.
+// events turns memberlist's notifications into Changes and keeps the live
+// set. The members gauge is updated by Members, which the controller calls
+// after every change.
+//
+// memberlist calls these with its node lock held, so they copy what they
+// need from the Node and must not call into memberlist.
 type events struct{ m *Membership }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
 	e.m.logger.Info("Member joined", "member", n.Name, "addr", n.Address())
-	e.changed()
+	e.m.mu.Lock()
+	e.m.live[n.Name] = memberOf(n)
+	delete(e.m.left, n.Name)
+	delete(e.m.leaving, n.Name)
+	e.m.mu.Unlock()
+	e.m.changed()
 }
 
 func (e events) NotifyLeave(n *memberlist.Node) {
-	e.m.logger.Info("Member left", "member", n.Name, "addr", n.Address())
-	e.changed()
-}
-
-func (e events) NotifyUpdate(*memberlist.Node) { e.changed() }
-
-// changed must not call into memberlist: memberlist calls the event
-// delegate with its node lock held.
-func (e events) changed() {
-	select {
-	case e.m.changes <- struct{}{}:
-	default:
+	e.m.mu.Lock()
+	left := e.m.leaving[n.Name]
+	delete(e.m.live, n.Name)
+	delete(e.m.leaving, n.Name)
+	if left {
+		e.m.left[n.Name] = true
 	}
+	e.m.mu.Unlock()
+	e.m.logger.Info("Member left", "member", n.Name, "addr", n.Address(), "onPurpose", left)
+	e.m.changed()
 }
+
+func (e events) NotifyUpdate(n *memberlist.Node) {
+	e.m.mu.Lock()
+	e.m.live[n.Name] = memberOf(n)
+	e.m.mu.Unlock()
+	e.m.changed()
+}
+
+func memberOf(n *memberlist.Node) member {
+	ip, _ := netip.AddrFromSlice(n.Addr)
+	return member{addr: ip.Unmap(), port: n.Port, meta: slices.Clone(n.Meta)}
+}
+
+// delegate gives memberlist this node's metadata and hears leave
+// notices. The other Delegate methods are unused: the announcers exchange
+// nothing else.
+type delegate struct{ m *Membership }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	meta := *d.m.meta.Load()
+	if len(meta) > limit {
+		return nil
+	}
+	return meta
+}
+
+// NotifyMsg hears leave notices (see Leave). One that arrives after the
+// member is gone already still marks it as left.
+func (d delegate) NotifyMsg(b []byte) {
+	if len(b) < 2 || b[0] != leaveNotice {
+		return
+	}
+	name := string(b[1:])
+	d.m.mu.Lock()
+	if _, live := d.m.live[name]; live {
+		d.m.leaving[name] = true
+	} else {
+		d.m.left[name] = true
+	}
+	d.m.mu.Unlock()
+	d.m.changed()
+}
+
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// pings hears about probes: an ack to this node's probe, or a probe it
+// acknowledges, means another member got through to it.
+type pings struct{ m *Membership }
+
+func (p pings) AckPayload() []byte {
+	p.m.contacted()
+	return nil
+}
+
+func (p pings) NotifyPingComplete(*memberlist.Node, time.Duration, []byte) { p.m.contacted() }
 
 // logWriter sends memberlist's "[LEVEL] memberlist: ..." lines to klog:
 // errors and warnings as they are, the rest at high verbosity.
@@ -339,6 +643,11 @@ type logWriter struct{ logger klog.Logger }
 func (w logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	switch {
+	case strings.HasPrefix(line, "[ERR]") && strings.Contains(strings.ToLower(line), "decrypt"):
+		// A peer with a key this node does not hold: a rotation step
+		// skipped, or a node with the wrong Secret.
+		decryptErrors.Inc()
+		w.logger.Info("memberlist error", "msg", strings.TrimSpace(strings.TrimPrefix(line, "[ERR]")))
 	case strings.HasPrefix(line, "[ERR]"):
 		w.logger.Info("memberlist error", "msg", strings.TrimSpace(strings.TrimPrefix(line, "[ERR]")))
 	case strings.HasPrefix(line, "[WARN]"):
@@ -351,4 +660,9 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var _ io.Writer = logWriter{}
+var (
+	_ io.Writer                = logWriter{}
+	_ memberlist.EventDelegate = events{}
+	_ memberlist.Delegate      = delegate{}
+	_ memberlist.PingDelegate  = pings{}
+)

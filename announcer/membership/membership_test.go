@@ -1,8 +1,6 @@
 package membership
 
 import (
-	"bytes"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,32 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"k8s.io/klog/v2/ktesting"
-)
 
-func TestKey(t *testing.T) {
-	tests := []struct {
-		secret string
-		want   string
-	}{
-		// sha256("abc"), the FIPS 180-2 test vector.
-		{"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-		// A typical `openssl rand -base64 32` value and a longer one both
-		// give 32 bytes.
-		{"q0mO9cYl2cV5tS8o3X1m4n7b0v6c9x2z5a8s1d4f7g0=", ""},
-		{string(bytes.Repeat([]byte("A"), 172)), ""},
-	}
-	for _, tt := range tests {
-		got := Key([]byte(tt.secret))
-		if len(got) != 32 {
-			t.Errorf("Key(%q) has %d bytes, want 32 (AES-256)", tt.secret, len(got))
-		}
-		if tt.want != "" && hex.EncodeToString(got) != tt.want {
-			t.Errorf("Key(%q) = %x, want %s", tt.secret, got, tt.want)
-		}
-	}
-}
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/keyring"
+)
 
 func TestTunedConfigIsValid(t *testing.T) {
 	c := tunedConfig()
@@ -91,11 +67,16 @@ func testPort(t *testing.T) int {
 
 func start(t *testing.T, name string, ip string, port int, secret string) *Membership {
 	t.Helper()
+	keys, err := keyring.Parse(map[string][]byte{keyring.PrimaryKey: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := Start(Config{
 		NodeName: name,
 		BindAddr: netip.MustParseAddr(ip),
 		BindPort: port,
-		Secret:   []byte(secret),
+		Keys:     &keys,
+		Meta:     []byte(name),
 		Logger:   ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2))).WithValues("node", name),
 	})
 	if err != nil {
@@ -242,4 +223,146 @@ func TestLogWriter(t *testing.T) {
 	}
 }
 
-var _ memberlist.EventDelegate = events{}
+// TestLeaveIsRemembered: a member that left on purpose is in View's Left
+// until it joins again; one that crashed is not.
+func TestLeaveIsRemembered(t *testing.T) {
+	port, ms := threeNodes(t)
+	if err := ms[2].Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ms[0], []string{"node1", "node2"}, 2*time.Second)
+	if v := ms[0].View(); !v.Left["node3"] || len(v.Members) != 2 {
+		t.Errorf("after a leave: %+v", v)
+	}
+	ms[2].Shutdown()
+	m3 := start(t, "node3", "127.0.0.3", port, "s3cret")
+	if n, err := m3.Join([]netip.Addr{ip1}); n == 0 {
+		t.Fatal(err)
+	}
+	waitMembers(t, ms[0], []string{"node1", "node2", "node3"}, 3*time.Second)
+	if v := ms[0].View(); len(v.Left) != 0 {
+		t.Errorf("after the rejoin: left %v", v.Left)
+	}
+	m3.Shutdown()
+	waitMembers(t, ms[0], []string{"node1", "node2"}, 3*time.Second)
+	if v := ms[0].View(); len(v.Left) != 0 {
+		t.Errorf("after a crash: left %v, want nothing", v.Left)
+	}
+}
+
+// TestMetaIsPublished: every member sees the others' metadata, and a
+// change reaches them.
+func TestMetaIsPublished(t *testing.T) {
+	_, ms := threeNodes(t)
+	eventually(t, "the start metadata everywhere", func() bool {
+		for _, m := range ms {
+			v := m.View()
+			for _, n := range []string{"node1", "node2", "node3"} {
+				if string(v.Members[n]) != n {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	ms[1].SetMeta([]byte("changed"))
+	eventually(t, "the change on node1 and node3", func() bool {
+		return string(ms[0].View().Members["node2"]) == "changed" && string(ms[2].View().Members["node2"]) == "changed"
+	})
+}
+
+// TestContact: members in touch have contact; a node whose peers are gone
+// loses it within the window, and a change is signalled.
+func TestContact(t *testing.T) {
+	_, ms := threeNodes(t)
+	eventually(t, "contact everywhere", func() bool {
+		return ms[0].View().Contact && ms[1].View().Contact && ms[2].View().Contact
+	})
+	for len(ms[0].Changes()) > 0 {
+		<-ms[0].Changes()
+	}
+	ms[1].Shutdown()
+	ms[2].Shutdown()
+	eventually(t, "node1 without contact", func() bool { return !ms[0].View().Contact })
+	select {
+	case <-ms[0].Changes():
+	case <-time.After(2 * time.Second):
+		t.Error("no change signalled when contact went stale")
+	}
+}
+
+// TestRotateKeysNodeByNode runs the three rotation steps of package
+// keyring on three members, one member at a time, with a pause after
+// each: nobody ever loses anybody.
+func TestRotateKeysNodeByNode(t *testing.T) {
+	_, ms := threeNodes(t)
+	all := []string{"node1", "node2", "node3"}
+	steps := []map[string][]byte{
+		{"secretkey": []byte("s3cret"), "accepted-key-next": []byte("n3w")},
+		{"secretkey": []byte("n3w"), "accepted-key-old": []byte("s3cret")},
+		{"secretkey": []byte("n3w")},
+	}
+	lost := make(chan string, 100)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			for i, m := range ms {
+				if got := m.Members(); !slices.Equal(got, all) {
+					lost <- fmt.Sprintf("node%d sees %v", i+1, got)
+				}
+			}
+		}
+	}()
+	for i, data := range steps {
+		keys, err := keyring.Parse(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if err := m.SetKeys(keys); err != nil {
+				t.Fatalf("step %d: %v", i+1, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	close(stop)
+	<-done
+	close(lost)
+	for l := range lost {
+		t.Error(l)
+	}
+	// Only the new key is left: a node with the old one is refused.
+	port := ms[0].port
+	old := start(t, "node4", "127.0.0.4", port, "s3cret")
+	if n, err := old.Join([]netip.Addr{ip1}); n != 0 || err == nil {
+		t.Errorf("a node with the dropped key joined: %d, %v", n, err)
+	}
+}
+
+func TestSetKeysWithoutEncryption(t *testing.T) {
+	m, err := Start(Config{NodeName: "node1", BindAddr: ip1, BindPort: testPort(t), Logger: ktesting.NewLogger(t, ktesting.NewConfig())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown()
+	if err := m.SetKeys(keyring.Set{Primary: keyring.Derive([]byte("x"))}); err == nil {
+		t.Error("SetKeys on unencrypted gossip: no error")
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
