@@ -7,9 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -28,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
-	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bgp"
@@ -52,15 +48,17 @@ type Options struct {
 	MemberlistSecret          string
 	MemberlistSecretNamespace string
 	Namespace                 string
-	MetricsBindAddress        string
 	HandoverDelay             time.Duration
 	Profiling                 bool
 	Logs                      *logsapi.LoggingConfiguration
+	// serving is --metrics-bind-address, its certificate and its
+	// authentication and authorization (serving.go).
+	serving *serving
 }
 
 // NewCommand returns the baremetal-announcer command.
 func NewCommand() *cobra.Command {
-	o := &Options{Logs: logs.NewOptions()}
+	o := &Options{Logs: logs.NewOptions(), serving: newServing()}
 	cmd := &cobra.Command{
 		Use:   Component,
 		Short: "Makes LoadBalancer IPs reachable: one live node per layer2 IP answers ARP and NDP for it; every eligible node announces bgp IPs to its routers.",
@@ -96,9 +94,9 @@ speaker that dials out (it does not listen on port 179).`,
 	fs.StringVar(&o.MemberlistSecret, "memberlist-secret", "", "Name of the Secret whose '"+keyring.PrimaryKey+"' encrypts memberlist gossip, and whose '"+keyring.AcceptedKey+"-*' keys are also accepted (for a key rotation; the Secret is followed live). Empty means no encryption (tests only).")
 	fs.StringVar(&o.MemberlistSecretNamespace, "memberlist-secret-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of --memberlist-secret. Default $POD_NAMESPACE.")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The announcer's namespace, where it reads the Secrets named by peers' password-secret. Default $POD_NAMESPACE.")
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":7472", "Address for /metrics and /healthz. \"0\" disables them.")
 	fs.DurationVar(&o.HandoverDelay, "handover-delay", time.Second, "On SIGTERM, how long to keep answering after leaving the membership, while the new owners announce themselves.")
-	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go profiles on /debug/pprof/ of --metrics-bind-address.")
+	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go profiles on /debug/pprof/ of --metrics-bind-address, to the users authorized for it.")
+	o.serving.AddFlags(fs)
 	logsapi.AddFlags(o.Logs, fs)
 	return cmd
 }
@@ -125,6 +123,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HandoverDelay < 0 {
 		errs = append(errs, errors.New("--handover-delay must not be negative"))
+	}
+	if o.serving != nil {
+		errs = append(errs, o.serving.Validate()...)
 	}
 	return errors.Join(errs...)
 }
@@ -179,7 +180,7 @@ func Run(ctx context.Context, o *Options) error {
 	layer2.RegisterMetrics()
 	membership.RegisterMetrics()
 	bgp.RegisterMetrics()
-	stopHTTP, err := serveMetrics(logger, o.MetricsBindAddress, o.Profiling, &running)
+	stopHTTP, err := o.serving.start(logger, o.Kubeconfig, o.Profiling, &running)
 	if err != nil {
 		return err
 	}
@@ -345,44 +346,4 @@ func waitForNodeIP(ctx context.Context, ctrl *controller.Controller) (netip.Addr
 		return ip, fmt.Errorf("finding the node's IP (set --node-ip to skip): %w", errors.Join(err, last))
 	}
 	return ip, nil
-}
-
-// serveMetrics serves /metrics and /healthz. /healthz is OK once the
-// announcer runs: before that it is waiting for the API, its Node's IP or
-// the memberlist Secret, and a probe failing then makes the problem
-// visible in the Pod status.
-func serveMetrics(logger klog.Logger, addr string, profiling bool, running *atomic.Bool) (stop func(), err error) {
-	if addr == "" || addr == "0" {
-		return func() {}, nil
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", legacyregistry.Handler())
-	if profiling {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !running.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-bind-address: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error(err, "Metrics server stopped")
-		}
-	}()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
 }

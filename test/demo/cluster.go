@@ -17,10 +17,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/privileges"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
 )
 
@@ -313,6 +315,11 @@ func (d *demo) startAnnouncers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The DaemonSet container's user and capabilities, and nothing more.
+	privs, err := privileges.FromManifest(filepath.Join(d.root, "deploy", "base", "announcer-daemonset.yaml"), "announcer")
+	if err != nil {
+		return err
+	}
 	for _, h := range d.lab.Nodes() {
 		// The apiserver listens on the root namespace's loopback only;
 		// this carries the node's 127.0.0.1:<port> there.
@@ -323,18 +330,19 @@ func (d *demo) startAnnouncers(ctx context.Context) error {
 			return err
 		}
 		// The DaemonSet's container: NODE_NAME and POD_NAMESPACE from the
-		// downward API, its args, its ServiceAccount.
+		// downward API, its args, its ServiceAccount, its privileges.
+		path, args := privs.Command(d.opts.AnnouncerBinary,
+			"--kubeconfig="+kc,
+			"--cloud-config="+d.cloudFile,
+			"--memberlist-secret="+memberlistSecret,
+			"--metrics-bind-address="+announcerMetrics,
+			"--v=2",
+		)
 		p, err := h.Start(context.WithoutCancel(ctx), process.Spec{
 			Name: "announcer",
-			Path: d.opts.AnnouncerBinary,
+			Path: path,
 			Env:  []string{"NODE_NAME=" + h.Name(), "POD_NAMESPACE=" + systemNS},
-			Args: []string{
-				"--kubeconfig=" + kc,
-				"--cloud-config=" + d.cloudFile,
-				"--memberlist-secret=" + memberlistSecret,
-				"--metrics-bind-address=" + announcerMetrics,
-				"--v=2",
-			},
+			Args: args,
 		})
 		if err != nil {
 			return err
@@ -342,9 +350,18 @@ func (d *demo) startAnnouncers(ctx context.Context) error {
 		d.announcers[h.Name()] = p
 	}
 	want := fmt.Sprintf("baremetal_announcer_membership_members %d", len(d.lab.Nodes()))
+	// /metrics is HTTPS with delegated authentication, as the DaemonSet
+	// serves it: scrape with the admin's client certificate, and skip
+	// verifying the announcer's self-signed certificate as a Prometheus
+	// scrape config would.
+	scrapeTLS, err := rest.TLSConfigFor(d.cp.AdminConfig())
+	if err != nil {
+		return err
+	}
+	scrapeTLS.InsecureSkipVerify = true
 	for _, h := range d.lab.Nodes() {
 		err := d.eventually(ctx, h.Name()+"'s announcer to see every node", func() (bool, error) {
-			body, err := h.HTTPGet(ctx, "http://127.0.0.1"+announcerMetrics+"/metrics", time.Second)
+			body, err := h.HTTPSGet(ctx, "https://127.0.0.1"+announcerMetrics+"/metrics", time.Second, scrapeTLS, nil)
 			return err == nil && strings.Contains(body, want), nil
 		}, d.announcers[h.Name()])
 		if err != nil {

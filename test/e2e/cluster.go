@@ -218,7 +218,8 @@ func (c *Cluster) StartAnnouncer(h *lab.Host) *process.Process {
 // StartAnnouncerWith runs the real binary in the node's namespace with
 // the given cloud-config file, as the DaemonSet does: its own RBAC
 // identity, the memberlist Secret, metrics on :7472 (the namespace's own
-// loopback).
+// loopback), and the user and capabilities of
+// deploy/base/announcer-daemonset.yaml (package privileges).
 func (c *Cluster) StartAnnouncerWith(h *lab.Host, configFile string) *process.Process {
 	c.T.Helper()
 	args := []string{
@@ -231,7 +232,9 @@ func (c *Cluster) StartAnnouncerWith(h *lab.Host, configFile string) *process.Pr
 		"--v=2",
 	}
 	args = append(append(args, c.opts.AnnouncerArgs...), c.ExtraArgs...)
-	p, err := h.Start(context.WithoutCancel(c.Ctx), process.Spec{Name: "announcer", Path: announcerBin, Args: args})
+	// With the DaemonSet's user and capabilities and nothing more.
+	path, args := announcerPrivileges.Command(announcerBin, args...)
+	p, err := h.Start(context.WithoutCancel(c.Ctx), process.Spec{Name: "announcer", Path: path, Args: args})
 	if err != nil {
 		c.T.Fatal(err)
 	}
@@ -242,7 +245,7 @@ func (c *Cluster) StartAnnouncerWith(h *lab.Host, configFile string) *process.Pr
 // Metrics returns the announcer's /metrics text.
 func (c *Cluster) Metrics(h *lab.Host) string {
 	c.T.Helper()
-	body, err := h.HTTPGet(c.Ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	body, err := c.Scrape(h, "/metrics", 2*time.Second)
 	if err != nil {
 		c.T.Fatalf("metrics of %s: %v", h.Name(), err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/privileges"
 )
 
 // The announcer's identity and memberlist Secret, as deploy/base names
@@ -37,6 +38,9 @@ var (
 	setupErr     error
 	announcerBin string
 	binDir       string
+	// announcerPrivileges are the DaemonSet container's user and
+	// capabilities, which every lab announcer runs with.
+	announcerPrivileges privileges.Privileges
 )
 
 // Main is a suite's TestMain: it skips every test with -short or where
@@ -74,8 +78,8 @@ func AdminClient() kubernetes.Interface {
 }
 
 // setup skips t if Main said so and otherwise, once per test binary,
-// builds the announcer, applies deploy/base (namespace, RBAC) and creates
-// the memberlist Secret.
+// builds the announcer, reads its DaemonSet's privileges, applies
+// deploy/base (namespace, RBAC) and creates the memberlist Secret.
 func setup(t testing.TB) {
 	t.Helper()
 	if skipWhy != "" {
@@ -104,6 +108,21 @@ func setup(t testing.TB) {
 				setupErr = fmt.Errorf("building the announcer: %v\n%s", err, out)
 				return
 			}
+		}
+		// BAREMETAL_ANNOUNCER_DAEMONSET overrides the manifest whose
+		// privileges the announcers get, to try another grant.
+		manifest := os.Getenv("BAREMETAL_ANNOUNCER_DAEMONSET")
+		if manifest == "" {
+			manifest = filepath.Join(root, "deploy", "base", "announcer-daemonset.yaml")
+		}
+		announcerPrivileges, err = privileges.FromManifest(manifest, "announcer")
+		if err != nil {
+			setupErr = err
+			return
+		}
+		if _, err := exec.LookPath(privileges.SetprivBinary); err != nil {
+			setupErr = fmt.Errorf("the announcers run under %s (util-linux) with the DaemonSet's privileges: %w", privileges.SetprivBinary, err)
+			return
 		}
 		if _, err := cp.Kubectl(ctx, "apply", "--server-side", "-k", filepath.Join(root, "deploy", "base")); err != nil {
 			setupErr = fmt.Errorf("applying deploy/base: %w", err)

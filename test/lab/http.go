@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,13 @@ func (h *Host) ServeHTTP(port int) (io.Closer, error) {
 // each request shows where the VIP leads now and goes through ARP/NDP and
 // routing afresh. timeout bounds the whole request.
 func (h *Host) HTTPGet(ctx context.Context, url string, timeout time.Duration) (string, error) {
+	return h.HTTPSGet(ctx, url, timeout, nil, nil)
+}
+
+// HTTPSGet is HTTPGet with the TLS configuration cfg for https URLs (its
+// client certificate and the server names or roots it trusts) and extra
+// request headers, such as Authorization.
+func (h *Host) HTTPSGet(ctx context.Context, url string, timeout time.Duration, cfg *tls.Config, header http.Header) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tr := &http.Transport{
@@ -66,12 +74,16 @@ func (h *Host) HTTPGet(ctx context.Context, url string, timeout time.Duration) (
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return dialIn(ctx, h.ns, network, addr)
 		},
+		TLSClientConfig:   cfg,
 		DisableKeepAlives: true,
 	}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {

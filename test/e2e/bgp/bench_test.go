@@ -312,7 +312,7 @@ func (tb *testbed) memory(h *lab.Host) memUsage {
 			m.rss = kb << 10
 		}
 	}
-	body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	body, err := tb.Scrape(h, "/metrics", 2*time.Second)
 	if err != nil {
 		tb.T.Fatal(err)
 	}

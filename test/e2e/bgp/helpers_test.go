@@ -358,7 +358,7 @@ func (tb *testbed) get(ip string) (string, error) {
 // hasMetric says whether the announcer of h exports a sample whose line
 // starts with prefix (name and labels) and whose value is not 0.
 func (tb *testbed) hasMetric(h *lab.Host, prefix string) bool {
-	body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	body, err := tb.Scrape(h, "/metrics", 2*time.Second)
 	if err != nil {
 		return false
 	}

@@ -88,7 +88,7 @@ func (tb *testbed) waitMembers(h *lab.Host, n int) {
 	tb.T.Helper()
 	want := fmt.Sprintf("baremetal_announcer_membership_members %d", n)
 	tb.Eventually(h.Name()+" sees "+fmt.Sprint(n)+" members", func() bool {
-		body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", time.Second)
+		body, err := tb.Scrape(h, "/metrics", time.Second)
 		return err == nil && strings.Contains(body, want)
 	})
 }

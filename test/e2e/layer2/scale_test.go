@@ -127,7 +127,7 @@ var announcedGauge = regexp.MustCompile(`baremetal_announcer_announced_ips\{prot
 func (tb *testbed) announcedTotal() (int, error) {
 	total := 0
 	for _, h := range tb.Lab.Nodes() {
-		body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472/metrics", 5*time.Second)
+		body, err := tb.Scrape(h, "/metrics", 5*time.Second)
 		if err != nil {
 			return 0, err
 		}
@@ -167,7 +167,7 @@ func (tb *testbed) saveProfiles(when string) {
 	}
 	h := tb.Lab.Node(1)
 	for name, path := range map[string]string{"heap": "/debug/pprof/heap", "cpu": "/debug/pprof/profile?seconds=30"} {
-		body, err := h.HTTPGet(tb.Ctx, "http://127.0.0.1:7472"+path, time.Minute)
+		body, err := tb.Scrape(h, path, time.Minute)
 		if err != nil {
 			tb.T.Logf("profile %s: %v", name, err)
 			continue
