@@ -19,12 +19,17 @@ func FuzzARP(f *testing.F) {
 	f.Add(request(f, broadcastMAC, clientIP))
 	f.Add(request(f, broadcastMAC, vip)[:30])
 	f.Add([]byte{})
+	f.Add(gratuitousARP(vip, otherMAC)[0])
+	f.Add(gratuitousARP(vip, otherMAC)[1])
 	announced := set("203.0.113.200", "203.0.113.201", "2001:db8:1::200")
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		in := bytes.Clone(frame)
+		if ip, mac, ok := arpConflict(frame, ourMAC, announced); ok && (!announced.has(ip) || bytes.Equal(mac, ourMAC)) {
+			t.Fatalf("conflict on %s by %s", ip, mac)
+		}
 		reply := arpReply(frame, ourMAC, announced)
 		if !bytes.Equal(in, frame) {
-			t.Fatal("arpReply modified its input")
+			t.Fatal("arpReply or arpConflict modified its input")
 		}
 		if reply == nil {
 			return
@@ -55,13 +60,18 @@ func FuzzNDP(f *testing.F) {
 	f.Add(nsBytes(f, vip6, sourceLLA(clientMAC))[:25], client6.AsSlice(), 255)
 	f.Add(nsBytes(f, client6), clientLL.AsSlice(), 255)
 	f.Add([]byte{135, 0, 0, 0}, client6.AsSlice(), 255)
+	f.Add(naBytes(f, vip6, otherMAC), clientLL.AsSlice(), 255)
 	announced := set("2001:db8:1::200", "2001:db8:1::201", "203.0.113.200")
 	f.Fuzz(func(t *testing.T, msg, src []byte, hopLimit int) {
 		s, _ := netip.AddrFromSlice(src)
 		in := bytes.Clone(msg)
-		reply := ndpReply(nsRequest{msg: msg, src: s, hopLimit: hopLimit, ifIndex: ourIndex}, ourIndex, ourMAC, announced)
+		req := nsRequest{msg: msg, src: s, hopLimit: hopLimit, ifIndex: ourIndex}
+		if ip, mac, ok := ndpConflict(req, ourIndex, ourMAC, announced); ok && (!announced.has(ip) || bytes.Equal(mac, ourMAC) || hopLimit != 255) {
+			t.Fatalf("conflict on %s by %s", ip, mac)
+		}
+		reply := ndpReply(req, ourIndex, ourMAC, announced)
 		if !bytes.Equal(in, msg) {
-			t.Fatal("ndpReply modified its input")
+			t.Fatal("ndpReply or ndpConflict modified its input")
 		}
 		if reply == nil {
 			return

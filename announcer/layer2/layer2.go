@@ -59,6 +59,13 @@ type Announcer struct {
 	links  map[string]*link
 	closed bool
 
+	// health signals HealthChanges.
+	health chan struct{}
+	// conflicts counts other hosts announcing our IPs; onConflict hears
+	// of each one counted.
+	conflicts  *conflicts
+	onConflict atomic.Pointer[func(netip.Addr, net.HardwareAddr)]
+
 	// Gratuitous announcements waiting to be sent, serviced by one
 	// goroutine.
 	gmu     sync.Mutex
@@ -88,12 +95,49 @@ func New(logger klog.Logger) *Announcer {
 		listenGroups:       listenGroups,
 		gratuitousSchedule: gratuitousSchedule,
 		links:              map[string]*link{},
+		health:             make(chan struct{}, 1),
 		wake:               make(chan struct{}, 1),
 		done:               make(chan struct{}),
 	}
+	a.conflicts = newConflicts(ConflictGrace, conflictRepeat, a.stillAnnounces, a.conflictConfirmed)
 	a.wg.Add(1)
 	go a.gratuitousLoop()
 	return a
+}
+
+// SetConflictHandler sets the function told of every conflict counted:
+// another MAC announced an IP that this node still announced
+// ConflictGrace later. It runs on its own goroutine.
+func (a *Announcer) SetConflictHandler(f func(ip netip.Addr, mac net.HardwareAddr)) {
+	a.onConflict.Store(&f)
+}
+
+// stillAnnounces says whether ip is announced on some interface and the
+// announcer is not handing over (after Quiesce the new owners announce
+// while this node still answers, on purpose).
+func (a *Announcer) stillAnnounces(ip netip.Addr) bool {
+	a.gmu.Lock()
+	quiet := a.quiet
+	a.gmu.Unlock()
+	if quiet {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range a.links {
+		if (*l.ips.Load()).has(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Announcer) conflictConfirmed(ip netip.Addr, mac net.HardwareAddr) {
+	addressConflicts.WithLabelValues(ip.String()).Inc()
+	a.logger.Info("Another host announces an IP this node announces", "ip", ip, "mac", mac)
+	if f := a.onConflict.Load(); f != nil {
+		(*f)(ip, mac)
+	}
 }
 
 func listenARP(ifi *net.Interface) (net.PacketConn, error) {
@@ -117,6 +161,9 @@ func listenNDP(ifi *net.Interface) (ndpConn, error) {
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
 	f.Accept(ipv6.ICMPTypeNeighborSolicitation)
+	// Advertisements too: another host's for one of our IPs is evidence
+	// of split brain (ndpConflict).
+	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
 	if err := c.SetICMPFilter(&f); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("setting ICMPv6 filter: %w", err)
@@ -189,6 +236,7 @@ func (a *Announcer) Close() {
 		delete(a.links, name)
 	}
 	a.mu.Unlock()
+	a.conflicts.close()
 	close(a.done)
 	a.wg.Wait()
 }
@@ -341,6 +389,9 @@ type link struct {
 	// failed is set by a read loop that cannot go on; the next
 	// SetAnnouncements replaces the link.
 	failed atomic.Bool
+	// openErr is why a socket the announced IPs need failed to open at
+	// the last set, or empty.
+	openErr atomic.Pointer[string]
 	// closing is set before the sockets are closed, so the read loops
 	// know their errors are expected, whatever form they take.
 	closing atomic.Bool
@@ -365,12 +416,13 @@ func (l *link) broken() bool { return l.failed.Load() }
 // socket fails to open, so the other family keeps working.
 func (l *link) set(ips ipSet) (added []netip.Addr, err error) {
 	v4, v6 := ips.families()
-	var errs []error
+	var errs, openErrs []error
 	if v4 && l.arp == nil {
 		c, err := l.a.listenARP(l.ifi)
 		if err != nil {
 			socketErrors.WithLabelValues(protoARP).Inc()
-			errs = append(errs, fmt.Errorf("opening ARP socket: %w", err))
+			err = fmt.Errorf("opening ARP socket on %s: %w", l.ifi.Name, err)
+			errs, openErrs = append(errs, err), append(openErrs, err)
 		} else {
 			l.arp = c
 			l.wg.Add(1)
@@ -381,7 +433,8 @@ func (l *link) set(ips ipSet) (added []netip.Addr, err error) {
 		c, err := l.a.listenNDP(l.ifi)
 		if err != nil {
 			socketErrors.WithLabelValues(protoNDP).Inc()
-			errs = append(errs, fmt.Errorf("opening NDP socket: %w", err))
+			err = fmt.Errorf("opening NDP socket on %s: %w", l.ifi.Name, err)
+			errs, openErrs = append(errs, err), append(openErrs, err)
 		} else {
 			l.ndp = c
 			l.wg.Add(1)
@@ -392,6 +445,14 @@ func (l *link) set(ips ipSet) (added []netip.Addr, err error) {
 		if err := l.joinGroups(ips); err != nil {
 			errs = append(errs, err)
 		}
+	}
+
+	msg := ""
+	if len(openErrs) > 0 {
+		msg = errors.Join(openErrs...).Error()
+	}
+	if prev := l.openErr.Swap(&msg); prev == nil && msg != "" || prev != nil && *prev != msg {
+		l.a.healthChanged()
 	}
 
 	old := *l.ips.Load()
@@ -479,7 +540,12 @@ func (l *link) readARP(c net.PacketConn) {
 			}
 			continue
 		}
-		reply := arpReply(buf[:n], l.ifi.HardwareAddr, *l.ips.Load())
+		announced := *l.ips.Load()
+		if ip, mac, ok := arpConflict(buf[:n], l.ifi.HardwareAddr, announced); ok {
+			l.a.conflicts.saw(ip, mac)
+			continue
+		}
+		reply := arpReply(buf[:n], l.ifi.HardwareAddr, announced)
 		if reply == nil {
 			continue
 		}
@@ -511,7 +577,12 @@ func (l *link) readNDP(c ndpConn) {
 				req.dst = d
 			}
 		}
-		reply := ndpReply(req, l.ifi.Index, l.ifi.HardwareAddr, *l.ips.Load())
+		announced := *l.ips.Load()
+		if ip, mac, ok := ndpConflict(req, l.ifi.Index, l.ifi.HardwareAddr, announced); ok {
+			l.a.conflicts.saw(ip, mac)
+			continue
+		}
+		reply := ndpReply(req, l.ifi.Index, l.ifi.HardwareAddr, announced)
 		if reply == nil {
 			continue
 		}
@@ -534,6 +605,8 @@ func (l *link) readFailed(proto string, err error) (stop bool) {
 		return true
 	}
 	socketErrors.WithLabelValues(proto).Inc()
+	// The link may have gone down (ENETDOWN): let the controller look.
+	l.a.healthChanged()
 	ifi, lookupErr := l.a.interfaceByName(l.ifi.Name)
 	if lookupErr != nil || ifi.Index != l.ifi.Index || ifi.HardwareAddr.String() != l.ifi.HardwareAddr.String() {
 		l.log.Info("Interface is gone or was replaced; reopening on the next sync", "protocol", proto, "err", err)

@@ -28,6 +28,12 @@ var (
 		Help:           "Gratuitous ARP and unsolicited neighbor advertisements sent on takeover, by protocol.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"protocol"})
+	addressConflicts = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace:      "baremetal_announcer",
+		Name:           "address_conflicts_total",
+		Help:           "Times another MAC announced (gratuitous ARP, ARP reply, neighbor advertisement) an IP that this node announced, and this node still announced it a second later: split-brain evidence. Each IP and MAC counts at most once per 30 s.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"ip"})
 	socketErrors = metrics.NewCounterVec(&metrics.CounterOpts{
 		Namespace:      "baremetal_announcer",
 		Subsystem:      "layer2",
@@ -43,6 +49,6 @@ var registerOnce sync.Once
 // registry served on /metrics. Metrics count nothing until registered.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(requestsAnswered, gratuitousSent, socketErrors)
+		legacyregistry.MustRegister(requestsAnswered, gratuitousSent, socketErrors, addressConflicts)
 	})
 }
