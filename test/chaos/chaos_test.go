@@ -99,7 +99,7 @@ func TestChaos(t *testing.T) {
 	configs.add(r.cfg)
 	r.obs = newObserver(configs, log.Len)
 	r.startInformer()
-	r.reps = startReplicas(t, cp, r.cfg.render(), func(format string, args ...any) { t.Logf("chaos: "+format, args...) })
+	r.reps = startReplicas(t, cp, cs, r.cfg.render(), r.ensureValidFile, func(format string, args ...any) { t.Logf("chaos: "+format, args...) })
 
 	r.populate()
 	r.drive()

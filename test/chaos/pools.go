@@ -210,7 +210,8 @@ type configEdit struct {
 // use out of every pool or into another pool's range: under contract C1 the
 // CCM applies them and the Services keep their addresses.
 func validEdit(r *rand.Rand, c *cloudConfig) configEdit {
-	kinds := []string{"add-pool", "widen", "narrow", "drop-pool", "swap-ranges", "auto-assign"}
+	// Weighted: swaps and drops are what moves addresses (holes 1 and 2).
+	kinds := []string{"add-pool", "add-pool", "widen", "widen", "narrow", "drop-pool", "drop-pool", "swap-ranges", "swap-ranges", "swap-ranges", "auto-assign"}
 	for range 16 { // bounded: a kind may not apply to this config
 		kind := kinds[r.IntN(len(kinds))]
 		next := c.clone()

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
@@ -27,9 +30,12 @@ var leaseArgs = []string{
 // 2-core box, and none of these is a measured figure.
 const (
 	leaseDuration = 4 * time.Second
-	// zombiePause keeps a paused leader stopped past its lease, so the
-	// standby takes over while the paused one still believes it leads.
-	zombiePause = leaseDuration + 3*time.Second
+	// A paused leader stays stopped until the standby has taken its lease
+	// (so it wakes up as a zombie that still believes it leads), at least
+	// zombieMinPause and at most zombieMaxPause. The standby needs up to a
+	// lease plus two jittered retry periods (2.2 s each) to take over.
+	zombieMinPause = leaseDuration + time.Second
+	zombieMaxPause = 30 * time.Second
 	// zombieExitTimeout bounds the wait for a resumed ex-leader to notice
 	// it lost the lease and exit, as the CCM does.
 	zombieExitTimeout = 45 * time.Second
@@ -42,13 +48,21 @@ const (
 // copy of the cloud-config, which the suite keeps identical.
 type replicaSet struct {
 	t    testing.TB
+	cs   kubernetes.Interface
 	reps []*ccm.CCM
 	logf func(format string, args ...any)
+	// beforeStart runs before any replica starts: a CCM refuses to start
+	// on an invalid cloud-config (C1), so the suite puts a valid one back.
+	beforeStart func()
 
 	mu sync.Mutex
-	// paused is a leader stopped with SIGSTOP until resumeAt.
-	paused   *ccm.CCM
-	resumeAt time.Time
+	// paused is a leader stopped with SIGSTOP while it held the lease as
+	// pausedHolder; it is resumed once another holds the lease, between
+	// resumeAt and resumeBy.
+	paused       *ccm.CCM
+	pausedHolder string
+	resumeAt     time.Time
+	resumeBy     time.Time
 	// zombie is a resumed ex-leader expected to exit by itself.
 	zombie     *ccm.CCM
 	zombieProc *process.Process
@@ -60,9 +74,9 @@ type replicaSet struct {
 	zombieKills    int
 }
 
-func startReplicas(t testing.TB, cp *controlplane.ControlPlane, cloudConfig string, logf func(string, ...any)) *replicaSet {
+func startReplicas(t testing.TB, cp *controlplane.ControlPlane, cs kubernetes.Interface, cloudConfig string, beforeStart func(), logf func(string, ...any)) *replicaSet {
 	t.Helper()
-	rs := &replicaSet{t: t, logf: logf}
+	rs := &replicaSet{t: t, cs: cs, logf: logf, beforeStart: beforeStart}
 	for _, name := range []string{"ccm-a", "ccm-b"} {
 		rs.reps = append(rs.reps, ccm.New(t, cp, ccm.Options{
 			Name: name, CloudConfig: cloudConfig, LeaderElect: true, Args: leaseArgs,
@@ -99,6 +113,12 @@ func (rs *replicaSet) writeConfig(text string) error {
 		}
 	}
 	return nil
+}
+
+// start starts a replica on a valid cloud-config.
+func (rs *replicaSet) start(r *ccm.CCM) error {
+	rs.beforeStart()
+	return r.Start()
 }
 
 func running(r *ccm.CCM) bool {
@@ -154,7 +174,7 @@ func (rs *replicaSet) killLeader(ctx context.Context) (string, error) {
 	if err := l.Kill(); err != nil {
 		return "", err
 	}
-	return l.Name(), l.Start()
+	return l.Name(), rs.start(l)
 }
 
 // killAll sends SIGKILL to every replica and keeps them down until
@@ -178,18 +198,22 @@ func (rs *replicaSet) startAll() error {
 		if running(r) {
 			continue
 		}
-		if err := r.Start(); err != nil {
+		if err := rs.start(r); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// pauseLeader stops the leader with SIGSTOP until resume runs after
-// zombiePause: the standby takes the lease meanwhile, and the paused one
-// wakes up with the work it had in flight.
+// pauseLeader stops the leader with SIGSTOP. The standby takes the lease
+// meanwhile, and resume wakes the paused one up with the work it had in
+// flight, still believing it leads.
 func (rs *replicaSet) pauseLeader(ctx context.Context) (string, error) {
 	l, err := rs.leader(ctx)
+	if err != nil {
+		return "", err
+	}
+	holder, err := rs.holder(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -198,35 +222,56 @@ func (rs *replicaSet) pauseLeader(ctx context.Context) (string, error) {
 	if err := l.Process().Signal(syscall.SIGSTOP); err != nil {
 		return "", err
 	}
-	rs.paused, rs.resumeAt = l, time.Now().Add(zombiePause)
+	now := time.Now()
+	rs.paused, rs.pausedHolder = l, holder
+	rs.resumeAt, rs.resumeBy = now.Add(zombieMinPause), now.Add(zombieMaxPause)
 	return l.Name(), nil
 }
 
-// resume continues the paused leader once its pause is over, or at once
-// if now is set.
-func (rs *replicaSet) resume(now bool) {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.paused == nil || (!now && time.Now().Before(rs.resumeAt)) {
-		return
+// holder returns the holder of the CCM's lease.
+func (rs *replicaSet) holder(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := rs.cs.CoordinationV1().Leases(ccm.Namespace).Get(ctx, ccm.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		return "", err
 	}
-	p := rs.paused.Process()
-	if err := p.Signal(syscall.SIGCONT); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		rs.logf("SIGCONT %s: %v", rs.paused.Name(), err)
+	if l.Spec.HolderIdentity == nil {
+		return "", nil
 	}
-	rs.zombie, rs.zombieProc, rs.zombieAt = rs.paused, p, time.Now()
-	rs.paused = nil
-	rs.logf("resumed %s after its pause", rs.zombie.Name())
+	return *l.Spec.HolderIdentity, nil
 }
 
-// pausedUntil returns when the paused leader is due, zero if none is.
-func (rs *replicaSet) pausedUntil() time.Time {
+// resume continues the paused leader once another replica holds the lease
+// (or its longest pause is over), or at once if now is set.
+func (rs *replicaSet) resume(ctx context.Context, now bool) {
+	rs.mu.Lock()
+	paused, holder, at, by := rs.paused, rs.pausedHolder, rs.resumeAt, rs.resumeBy
+	rs.mu.Unlock()
+	if paused == nil || (!now && time.Now().Before(at)) {
+		return
+	}
+	if !now && time.Now().Before(by) {
+		if h, err := rs.holder(ctx); err != nil || h == holder || h == "" {
+			return
+		}
+	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.paused == nil {
-		return time.Time{}
+	p := paused.Process()
+	if err := p.Signal(syscall.SIGCONT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		rs.logf("SIGCONT %s: %v", paused.Name(), err)
 	}
-	return rs.resumeAt
+	rs.zombie, rs.zombieProc, rs.zombieAt = paused, p, time.Now()
+	rs.paused = nil
+	rs.logf("resumed %s after %v", paused.Name(), time.Since(at.Add(-zombieMinPause)).Round(100*time.Millisecond))
+}
+
+// pausing says whether a leader is paused.
+func (rs *replicaSet) pausing() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.paused != nil
 }
 
 // supervise plays the Deployment's part: it starts a replica that exited
@@ -272,7 +317,7 @@ func (rs *replicaSet) supervise() error {
 			rs.mu.Unlock()
 			rs.logf("%s exited by itself (%v); starting it again", r.Name(), p.Err())
 		}
-		if err := r.Start(); err != nil {
+		if err := rs.start(r); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -282,14 +327,15 @@ func (rs *replicaSet) supervise() error {
 // settle waits until no fault is in progress: the paused leader resumed,
 // a resumed ex-leader gone and started again, every replica running.
 func (rs *replicaSet) settle(ctx context.Context) error {
-	if at := rs.pausedUntil(); !at.IsZero() {
+	for rs.pausing() {
+		rs.resume(ctx, false)
 		select {
-		case <-time.After(time.Until(at)):
+		case <-time.After(pollReplicas):
 		case <-ctx.Done():
+			rs.resume(ctx, true)
 			return ctx.Err()
 		}
 	}
-	rs.resume(true)
 	deadline := time.Now().Add(zombieExitTimeout + time.Minute)
 	for {
 		if err := rs.supervise(); err != nil {

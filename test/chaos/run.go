@@ -186,7 +186,7 @@ func (r *run) drive() {
 			r.note("stopped after %d operations: %v", i, r.ctx.Err())
 			return
 		}
-		r.reps.resume(false)
+		r.reps.resume(r.ctx, false)
 		if err := r.reps.supervise(); err != nil {
 			r.infra("supervise", err)
 		}
@@ -232,7 +232,7 @@ func (r *run) fault(kind string) {
 	case faultZombie:
 		r.ensureValidFile()
 		name, err := r.reps.pauseLeader(r.ctx)
-		r.log.add(kind, fmt.Sprintf("SIGSTOP the leader %s for %v (past its lease), then SIGCONT", name, zombiePause), err)
+		r.log.add(kind, fmt.Sprintf("SIGSTOP the leader %s until the standby holds the lease, then SIGCONT", name), err)
 		if err != nil {
 			r.infra(kind, err)
 		}
