@@ -86,6 +86,10 @@ type ControlPlane struct {
 	readyTook time.Duration
 
 	etcd, apiserver, kcm *process.Process
+	// apiserverArgs are the flags of the running apiserver, for
+	// StartAPIServer; procMu guards them and apiserver once started.
+	apiserverArgs []string
+	procMu        sync.Mutex
 
 	kcMu     sync.Mutex // serializes kubeconfig file writes
 	stopOnce sync.Once
@@ -271,6 +275,7 @@ func (cp *ControlPlane) startProcesses(ctx context.Context) error {
 		"--endpoint-reconciler-type=none",
 	}
 	args = append(args, cp.opts.APIServerArgs...)
+	cp.apiserverArgs = args
 	apiLogOff := fileSize(cp.logPath(APIServerBinary))
 	cp.apiserver, err = process.Start(procCtx, process.Spec{
 		Name:    APIServerBinary,
@@ -472,7 +477,7 @@ func (cp *ControlPlane) Stop() error {
 // does not spend its last seconds retrying a vanished backend.
 func (cp *ControlPlane) stopProcesses() error {
 	var errs []error
-	for _, p := range []*process.Process{cp.kcm, cp.apiserver, cp.etcd} {
+	for _, p := range []*process.Process{cp.kcm, cp.APIServer(), cp.etcd} {
 		if p != nil {
 			errs = append(errs, p.Stop(stopTimeout))
 		}
@@ -534,7 +539,11 @@ func (cp *ControlPlane) Etcd() *process.Process { return cp.etcd }
 
 // APIServer returns the kube-apiserver process, for tests that inspect or
 // disturb it.
-func (cp *ControlPlane) APIServer() *process.Process { return cp.apiserver }
+func (cp *ControlPlane) APIServer() *process.Process {
+	cp.procMu.Lock()
+	defer cp.procMu.Unlock()
+	return cp.apiserver
+}
 
 // ControllerManager returns the kube-controller-manager process, or nil if
 // Options.Controllers was empty.
