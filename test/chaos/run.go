@@ -317,6 +317,13 @@ func (r *run) apply(kind string) {
 		r.fileValid, r.lastConfigWrite = false, time.Now()
 	default:
 		name, _, ok := r.pick()
+		if kind == opRetype && ok && r.r.IntN(2) == 0 {
+			// Half the retypes hit the newest Services, the ones most
+			// likely still waiting for an address: a waiting Service that
+			// turns ClusterIP is what leaks in the retrier (hole 4).
+			newest := r.live[len(r.live)-max(1, len(r.live)/4):]
+			name = newest[r.r.IntN(len(newest))]
+		}
 		if !ok {
 			r.apply(opCreate)
 			return
