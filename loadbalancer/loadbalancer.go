@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,8 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	cloudprovider "k8s.io/cloud-provider"
 	servicehelper "k8s.io/cloud-provider/service/helpers"
 	"k8s.io/klog/v2"
@@ -28,9 +33,24 @@ var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
 // LoadBalancer implements cloudprovider.LoadBalancer by handing out
 // addresses from the configured pools. The announcer DaemonSet makes them
 // reachable; nothing here touches the network.
+//
+// The address rule (contract C1, see the ipam package): a Service's address
+// changes only when its own spec asks for it. Around the allocator, this
+// type adds what needs the API: the status index that keeps addresses
+// still shown in a status from being handed out, the flagging and
+// publishing of retained addresses, the duplicate audit, and the retrier.
+// The provider is initialised only in the leader, so all of it (and every
+// write it makes) runs only there.
 type LoadBalancer struct {
-	alloc   *ipam.Allocator
-	retrier *retrier
+	alloc     *ipam.Allocator
+	retrier   *retrier
+	shown     *statusIndex
+	retention *retention
+	// auditKicks asks the duplicate audit to run soon; kicks coalesce.
+	auditKicks chan struct{}
+
+	client   kubernetes.Interface
+	recorder record.EventRecorder
 
 	// ready is closed once the allocator holds every address already in
 	// Services' status, so that no answer is given from a partial picture.
@@ -44,10 +64,15 @@ type LoadBalancer struct {
 // SetInformers and Start have run and the state is restored.
 func New(cfg *config.Config) *LoadBalancer {
 	lb := &LoadBalancer{
-		alloc:   ipam.New(cfg.Pools),
-		retrier: newRetrier(),
-		ready:   make(chan struct{}),
+		alloc:      ipam.New(cfg.Pools),
+		retrier:    newRetrier(),
+		shown:      newStatusIndex(),
+		retention:  newRetention(),
+		auditKicks: make(chan struct{}, 1),
+		ready:      make(chan struct{}),
 	}
+	lb.alloc.SetShownBy(lb.shown.shownBy)
+	lb.retrier.wants = lb.wantsAddress
 	registerMetrics()
 	collected.Store(lb)
 	lb.recordStats()
@@ -55,31 +80,129 @@ func New(cfg *config.Config) *LoadBalancer {
 }
 
 // SetInformers takes the Service informer shared with the service
-// controller, so that restoring state costs no extra watch.
+// controller, so that restoring state and following status costs no extra
+// watch.
 func (lb *LoadBalancer) SetInformers(f informers.SharedInformerFactory) {
 	inf := f.Core().V1().Services()
 	lb.services = inf.Lister()
 	// Asking for the informer registers it before the factory starts.
-	lb.hasSynced = inf.Informer().HasSynced
+	informer := inf.Informer()
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { lb.serviceChanged(obj, false) },
+		UpdateFunc: func(_, obj any) { lb.serviceChanged(obj, false) },
+		DeleteFunc: func(obj any) { lb.serviceChanged(obj, true) },
+	})
+	if err != nil {
+		// Only a stopped informer refuses a handler; it never syncs then.
+		klog.Background().Error(err, "Following Service status")
+		lb.hasSynced = func() bool { return false }
+		return
+	}
+	// Synced once the status index has seen every Service, too.
+	lb.hasSynced = func() bool { return informer.HasSynced() && reg.HasSynced() }
+}
+
+// serviceChanged follows one Service event: the status index, the retry
+// list, and the duplicate audit's and the retrier's triggers.
+func (lb *LoadBalancer) serviceChanged(obj any, deleted bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj, deleted = t.Obj, true
+	}
+	svc, ok := obj.(*v1.Service)
+	if !ok {
+		return
+	}
+	key := serviceKey(svc)
+	var addrs []netip.Addr
+	if !deleted {
+		addrs = statusAddrs(svc)
+	}
+	gone, shared := lb.shown.set(key, addrs)
+	if deleted || !wantsAddress(svc) {
+		lb.retrier.remove(key)
+	}
+	if shared {
+		lb.kickAudit()
+	}
+	// An address that left the last status showing it, and that no
+	// Service holds, can now be given to a pending Service.
+	for _, a := range gone {
+		if !lb.alloc.InUse(a) && !lb.retrier.empty() {
+			lb.retrier.kick()
+			break
+		}
+	}
+}
+
+// wantsAddress reports whether svc wants an address from us now.
+func wantsAddress(svc *v1.Service) bool {
+	return svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil && svc.DeletionTimestamp == nil
+}
+
+// wantsAddress reports whether the Service key, as the informer cache has
+// it, wants an address from us.
+func (lb *LoadBalancer) wantsAddress(key string) bool {
+	if lb.services == nil {
+		return true
+	}
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := lb.services.Services(ns).Get(name)
+	return err == nil && wantsAddress(svc)
 }
 
 // Start restores state from the Service cache once it has synced, then
-// starts answering. It must follow SetInformers. client is used only to
-// nudge pending Services.
+// starts answering. It must follow SetInformers. client nudges pending
+// Services, repairs duplicates, records events and writes the ConfigMap of
+// retained addresses.
 func (lb *LoadBalancer) Start(ctx context.Context, client kubernetes.Interface) {
+	lb.client = client
 	lb.retrier.client = client
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	lb.recorder = broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: EventSource})
+	go func() {
+		<-ctx.Done()
+		broadcaster.Shutdown()
+	}()
 	go lb.retrier.run(ctx)
 	go func() {
+		logger := klog.FromContext(ctx)
 		// cache.WaitForCacheSync polls every 100 ms; a restart should not
 		// wait that long for nothing, so poll faster.
 		synced := func(context.Context) (bool, error) { return lb.hasSynced(), nil }
 		if wait.PollUntilContextCancel(ctx, 5*time.Millisecond, true, synced) != nil {
 			return
 		}
-		if err := lb.restore(ctx); err != nil {
-			klog.FromContext(ctx).Error(err, "Listing Services to restore allocations")
+		// The previous leader's list gives retained addresses that the
+		// restore is about to find their old pools' settings.
+		if err := lb.readRetainedConfigMap(ctx); err != nil {
+			logger.Error(err, "Reading the retained-addresses ConfigMap; retained addresses without a pool in memory are not published until it is rewritten")
 		}
+		if err := lb.restore(ctx); err != nil {
+			logger.Error(err, "Listing Services to restore allocations")
+		}
+		lb.noteRetained(ctx)
+		lb.retention.kick()
+		go lb.runRetainedPublisher(ctx)
+		go lb.runAudit(ctx)
+		lb.kickAudit()
 	}()
+}
+
+// EventSource is the component named in the events this package records.
+const EventSource = "baremetal-loadbalancer"
+
+// event records an event on the Service key, if the cache still has it.
+func (lb *LoadBalancer) event(key, eventType, reason, format string, args ...any) {
+	if lb.recorder == nil || lb.services == nil {
+		return
+	}
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := lb.services.Services(ns).Get(name)
+	if err != nil {
+		return
+	}
+	lb.recorder.Eventf(svc, eventType, reason, format, args...)
 }
 
 // restore rebuilds allocations from every Service's status, oldest first,
@@ -189,7 +312,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 		}
 	}
 	before := lb.alloc.Lookup(key)
-	got, err := lb.alloc.Ensure(req)
+	got, shortfall, err := lb.alloc.EnsureWithShortfall(req)
 	lb.recordStats()
 	if err != nil {
 		var ae *ipam.Error
@@ -199,26 +322,46 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 				lb.retrier.add(key)
 			}
 		}
+		lb.noteRetained(ctx)
 		return nil, err
 	}
-	lb.retrier.remove(key)
-	if freed := released(before, got); freed {
-		lb.retrier.kick()
+	// A PreferDualStack Service short of its second family for want of a
+	// free address stays pending, to get it when one frees up.
+	if shortfall != nil && shortfall.Retryable() {
+		lb.retrier.add(key)
+		logger.V(2).Info("Second IP family pending", "reason", shortfall)
+	} else {
+		lb.retrier.remove(key)
 	}
+	lb.releasedAddresses(released(before, got))
+	lb.noteRetained(ctx)
 	if !slices.Equal(before, got) {
 		logger.Info("Allocated load-balancer addresses", "addresses", got)
 	}
 	return ingressStatus(got), nil
 }
 
-// released reports whether an address held before is no longer held.
-func released(before, after []ipam.Assignment) bool {
+// released returns the addresses held before and no longer held.
+func released(before, after []ipam.Assignment) []netip.Addr {
+	var out []netip.Addr
 	for _, b := range before {
-		if !slices.Contains(after, b) {
-			return true
+		if !slices.ContainsFunc(after, func(a ipam.Assignment) bool { return a.IP == b.IP }) {
+			out = append(out, b.IP)
 		}
 	}
-	return false
+	return out
+}
+
+// releasedAddresses wakes the pending Services if a freed address can be
+// handed out now. One that a status still shows cannot (see statusIndex);
+// the status index wakes them when it leaves the last status.
+func (lb *LoadBalancer) releasedAddresses(freed []netip.Addr) {
+	for _, a := range freed {
+		if !lb.shown.shown(a) && !lb.alloc.InUse(a) {
+			lb.retrier.kick()
+			return
+		}
+	}
 }
 
 // UpdateLoadBalancer updates hosts under the specified load balancer.
@@ -244,16 +387,19 @@ func (lb *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, clusterNa
 	lb.recordStats()
 	if len(freed) > 0 {
 		klog.FromContext(ctx).Info("Released load-balancer addresses", "service", klog.KObj(service), "addresses", freed)
-		lb.retrier.kick()
+		lb.releasedAddresses(freed)
+		lb.noteRetained(ctx)
 	}
 	return nil
 }
 
-// Reconfigure switches to cfg's pools without restarting. Every address in
-// use stays with its Service; a config that would take one away is refused
-// and the old pools stay in effect (see ipam.Allocator.Reconfigure).
-// Services still waiting for an address are nudged, because the new pools
-// may now have one for them.
+// Reconfigure switches to cfg's pools without restarting. New pools apply
+// to addresses handed out from now on; every address in use stays with its
+// Service, and one the new pools would not give it is retained and flagged
+// (see ipam.Allocator.Reconfigure). Services still waiting for an address,
+// or PreferDualStack ones short of a family, are nudged, because the new
+// pools may now have one for them. It fails only if ctx ends before the
+// state is restored.
 func (lb *LoadBalancer) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	if err := lb.waitReady(ctx); err != nil {
 		return err
@@ -263,19 +409,29 @@ func (lb *LoadBalancer) Reconfigure(ctx context.Context, cfg *config.Config) err
 	poolInUse.Reset()
 	poolTotal.Reset()
 	lb.recordStats()
+	lb.noteRetained(ctx)
 	if lb.services != nil {
 		all, err := lb.services.List(labels.Everything())
 		if err != nil {
 			return err
 		}
 		for _, svc := range all {
-			if svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil && len(lb.alloc.Lookup(serviceKey(svc))) == 0 {
+			if wantsAddress(svc) && len(lb.alloc.Lookup(serviceKey(svc))) < wantedFamilies(svc) {
 				lb.retrier.add(serviceKey(svc))
 			}
 		}
 		lb.retrier.kick()
 	}
 	return nil
+}
+
+// wantedFamilies is how many addresses svc asks for: one, or one per IP
+// family for a dual-stack policy.
+func wantedFamilies(svc *v1.Service) int {
+	if p := svc.Spec.IPFamilyPolicy; p != nil && *p != v1.IPFamilyPolicySingleStack && len(svc.Spec.IPFamilies) > 1 {
+		return len(svc.Spec.IPFamilies)
+	}
+	return 1
 }
 
 func (lb *LoadBalancer) recordStats() {

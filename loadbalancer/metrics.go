@@ -29,6 +29,17 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"reason"})
 
+	retainedAddresses = metrics.NewGauge(&metrics.GaugeOpts{
+		Name:           "baremetal_retained_addresses",
+		Help:           "Addresses in use that the cloud-config in effect would not give their Services now (outside every pool, skipped by avoid-buggy-ips, or excluded by a pool's restrictions). They stay with their Services until released; see the AddressRetained events.",
+		StabilityLevel: metrics.ALPHA,
+	})
+	duplicatesRepaired = metrics.NewCounter(&metrics.CounterOpts{
+		Name:           "baremetal_duplicate_addresses_repaired_total",
+		Help:           "Addresses removed from a Service's status because an older Service's status showed them too; see the DuplicateAddress events.",
+		StabilityLevel: metrics.ALPHA,
+	})
+
 	registerOnce sync.Once
 )
 
@@ -36,7 +47,7 @@ var (
 // /metrics.
 func registerMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(poolInUse, poolTotal, allocationErrors)
+		legacyregistry.MustRegister(poolInUse, poolTotal, allocationErrors, retainedAddresses, duplicatesRepaired)
 		legacyregistry.CustomMustRegister(&stateCollector{})
 	})
 }

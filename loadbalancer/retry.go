@@ -23,8 +23,20 @@ import (
 // Service at once when its annotations change, so we write RetryAnnotation.
 // Only Services whose failure another release can cure are nudged, and only
 // when something was released, so the writes are few.
+//
+// A PreferDualStack Service that got its primary family but not the second
+// one, for want of a free address, is pending too: it gets the second
+// family on the sync after an address frees up.
+//
+// A Service leaves the list when it is served, and also when it stops
+// wanting an address from us (deleted, turned ClusterIP, given a
+// loadBalancerClass): the informer tells the list, and the nudge checks
+// again, so no one is patched for nothing.
 type retrier struct {
-	client  kubernetes.Interface
+	client kubernetes.Interface
+	// wants reports whether the Service still wants an address from us, as
+	// the informer cache has it; nil means always.
+	wants   func(key string) bool
 	mu      sync.Mutex
 	pending map[string]struct{}
 	kicks   chan struct{}
@@ -46,6 +58,19 @@ func (r *retrier) remove(key string) {
 	r.mu.Unlock()
 }
 
+func (r *retrier) has(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.pending[key]
+	return ok
+}
+
+func (r *retrier) empty() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending) == 0
+}
+
 // kick asks run to nudge the pending Services; kicks coalesce.
 func (r *retrier) kick() {
 	select {
@@ -55,7 +80,6 @@ func (r *retrier) kick() {
 }
 
 func (r *retrier) run(ctx context.Context) {
-	logger := klog.FromContext(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -72,19 +96,30 @@ func (r *retrier) run(ctx context.Context) {
 		}
 		r.mu.Unlock()
 		for _, key := range keys {
-			ns, name, _ := strings.Cut(key, "/")
-			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-				RetryAnnotation: strconv.FormatInt(time.Now().UnixNano(), 10),
-			}}})
-			_, err := r.client.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
-			switch {
-			case errors.IsNotFound(err):
+			if r.wants != nil && !r.wants(key) {
 				r.remove(key)
-			case err != nil:
-				logger.Error(err, "Nudging a pending Service", "service", key)
-			default:
-				logger.V(2).Info("Nudged a pending Service after an address was freed", "service", key)
+				continue
 			}
+			r.nudge(ctx, key, "Nudged a pending Service after an address was freed")
 		}
+	}
+}
+
+// nudge makes the service controller sync the Service now, by touching
+// RetryAnnotation; done is logged (at V(2)) when it worked.
+func (r *retrier) nudge(ctx context.Context, key, done string) {
+	logger := klog.FromContext(ctx)
+	ns, name, _ := strings.Cut(key, "/")
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		RetryAnnotation: strconv.FormatInt(time.Now().UnixNano(), 10),
+	}}})
+	_, err := r.client.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	switch {
+	case errors.IsNotFound(err):
+		r.remove(key)
+	case err != nil:
+		logger.Error(err, "Nudging a Service", "service", key)
+	default:
+		logger.V(2).Info(done, "service", key)
 	}
 }
