@@ -20,13 +20,13 @@ var (
 	configReloads = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem:      "baremetal_cloud_config",
 		Name:           "reloads_total",
-		Help:           "Changes of the cloud-config file seen, by result: applied, invalid (does not parse or validate) or refused (would take addresses in use away).",
+		Help:           "Changes of the cloud-config file seen, by result: applied, or invalid (does not parse or validate; the previous config stays in effect). A valid config is always applied: addresses in use that it no longer covers are retained, see baremetal_retained_addresses.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 	configStale = metrics.NewGauge(&metrics.GaugeOpts{
 		Subsystem:      "baremetal_cloud_config",
 		Name:           "stale",
-		Help:           "1 when the cloud-config file differs from the config in effect because the file's version was invalid or refused; see the log.",
+		Help:           "1 when the cloud-config file differs from the config in effect because the file's version is invalid; see the log.",
 		StabilityLevel: metrics.ALPHA,
 	})
 	registerReloadMetrics sync.Once
@@ -59,17 +59,23 @@ func (c *Cloud) watchConfig(ctx context.Context) {
 }
 
 // Reconfigure applies a new version of the cloud-config: new pools for the
-// load balancer and new node rules for InstancesV2. An invalid config, or
-// one that would take an address in use away from its Service, is refused
-// and changes nothing.
+// load balancer and new node rules for InstancesV2.
+//
+// "Refused" means only invalid: a file that does not parse or validate
+// changes nothing, and the previous config stays in effect. A valid config
+// is always applied, even one that no longer covers addresses in use: those
+// stay with their Services as retained addresses (flagged by an event, a
+// metric and a log line) until the Services release them. That is also
+// what a restart with the file does, so the outcome of an edit does not
+// depend on whether the CCM restarts (contract C1).
 func (c *Cloud) Reconfigure(ctx context.Context, data []byte) error {
 	cfg, err := config.Parse(data)
 	if err != nil {
 		configReloads.WithLabelValues("invalid").Inc()
 		return fmt.Errorf("--cloud-config is invalid:\n%w", err)
 	}
+	// This fails only when ctx ends before the state is restored.
 	if err := c.lb.Reconfigure(ctx, cfg); err != nil {
-		configReloads.WithLabelValues("refused").Inc()
 		return err
 	}
 	c.instances.setConfig(cfg)
