@@ -126,10 +126,15 @@ func (lb *LoadBalancer) serviceChanged(obj any, deleted bool) {
 	}
 	// An address that left the last status showing it, and that no
 	// Service holds, can now be given to a pending Service.
-	for _, a := range gone {
-		if !lb.alloc.InUse(a) && !lb.retrier.empty() {
-			lb.retrier.kick()
-			break
+	if len(gone) > 0 && !lb.retrier.empty() {
+		var fams familySet
+		for _, a := range gone {
+			if !lb.alloc.InUse(a) {
+				fams |= familyOf(a)
+			}
+		}
+		if fams != 0 {
+			lb.retrier.kick(fams)
 		}
 	}
 }
@@ -319,7 +324,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 		if errors.As(err, &ae) {
 			allocationErrors.WithLabelValues(string(ae.Reason)).Inc()
 			if ae.Retryable() {
-				lb.retrier.add(key)
+				lb.retrier.add(key, anyFamily)
 			}
 		}
 		lb.noteRetained(ctx)
@@ -328,7 +333,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	// A PreferDualStack Service short of its second family for want of a
 	// free address stays pending, to get it when one frees up.
 	if shortfall != nil && shortfall.Retryable() {
-		lb.retrier.add(key)
+		lb.retrier.add(key, missingFamilies(req.Families, got))
 		logger.V(2).Info("Second IP family pending", "reason", shortfall)
 	} else {
 		lb.retrier.remove(key)
@@ -352,15 +357,30 @@ func released(before, after []ipam.Assignment) []netip.Addr {
 	return out
 }
 
+// missingFamilies is the families of wanted that got has no address of.
+func missingFamilies(wanted []ipam.Family, got []ipam.Assignment) familySet {
+	var out familySet
+	for _, f := range wanted {
+		out |= 1 << f
+	}
+	for _, a := range got {
+		out &^= familyOf(a.IP)
+	}
+	return out
+}
+
 // releasedAddresses wakes the pending Services if a freed address can be
 // handed out now. One that a status still shows cannot (see statusIndex);
 // the status index wakes them when it leaves the last status.
 func (lb *LoadBalancer) releasedAddresses(freed []netip.Addr) {
+	var fams familySet
 	for _, a := range freed {
 		if !lb.shown.shown(a) && !lb.alloc.InUse(a) {
-			lb.retrier.kick()
-			return
+			fams |= familyOf(a)
 		}
+	}
+	if fams != 0 {
+		lb.retrier.kick(fams)
 	}
 }
 
@@ -417,10 +437,10 @@ func (lb *LoadBalancer) Reconfigure(ctx context.Context, cfg *config.Config) err
 		}
 		for _, svc := range all {
 			if wantsAddress(svc) && len(lb.alloc.Lookup(serviceKey(svc))) < wantedFamilies(svc) {
-				lb.retrier.add(serviceKey(svc))
+				lb.retrier.add(serviceKey(svc), anyFamily)
 			}
 		}
-		lb.retrier.kick()
+		lb.retrier.kick(anyFamily)
 	}
 	return nil
 }

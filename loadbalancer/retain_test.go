@@ -165,6 +165,40 @@ func TestReconfigureRetainsAndPublishes(t *testing.T) {
 	}
 }
 
+// The leader reads the ConfigMap back now and then and corrects a stale
+// list, which a deposed leader may have written after it.
+func TestRetainedConfigMapIsCorrected(t *testing.T) {
+	svc := lbService("default", "web")
+	lb, client := startLB(t, poolA, svc)
+	ctx := ctxT(t)
+	if _, err := lb.EnsureLoadBalancer(ctx, "kubernetes", svc, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := config.Parse([]byte(poolB))
+	if err := lb.Reconfigure(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var want string
+	eventually(t, "the ConfigMap", func() bool { d, ok := retainedData(t, client); want = d; return ok && d != "" })
+	cm, _ := client.CoreV1().ConfigMaps(DefaultNamespace).Get(ctx, RetainedConfigMap, metav1.GetOptions{})
+	cm.Data[RetainedConfigMapKey] = "address-pools: []\n"
+	if _, err := client.CoreV1().ConfigMaps(DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.publishRetained(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := retainedData(t, client); got == want {
+		t.Fatal("rewritten without a change or a check")
+	}
+	if err := lb.publishRetained(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := retainedData(t, client); got != want {
+		t.Fatalf("after a check the ConfigMap holds %q, want %q", got, want)
+	}
+}
+
 // Hole 1 of issue 9: after a restart, a status address outside every pool
 // stays with its Service, and the previous leader's ConfigMap gives it its
 // old pool's settings, which are published unchanged.
@@ -301,8 +335,8 @@ address-pools:
 	// longer wants us is dropped, not patched.
 	turned := lbService("default", "turned", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeClusterIP })
 	lb, client := startLB(t, onePool, turned)
-	lb.retrier.add("default/turned")
-	lb.retrier.kick()
+	lb.retrier.add("default/turned", anyFamily)
+	lb.retrier.kick(anyFamily)
 	eventually(t, "the nudge to drop the Service", func() bool { return !lb.retrier.has("default/turned") })
 	if ann := getSvc(t, client, "turned").Annotations[RetryAnnotation]; ann != "" {
 		t.Fatal("a ClusterIP Service was nudged")
@@ -327,7 +361,7 @@ address-pools:
 		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
 		s.Spec.IPFamilyPolicy = &prefer
 	})
-	lb, client := startLB(t, pools, v6, dual)
+	lb, client := startLB(t, pools, v6, dual, lbService("default", "v4"))
 	ctx := ctxT(t)
 	if _, err := lb.EnsureLoadBalancer(ctx, "kubernetes", v6, nil); err != nil {
 		t.Fatal(err)
@@ -338,6 +372,18 @@ address-pools:
 	}
 	if !lb.retrier.has("default/dual") {
 		t.Fatal("a PreferDualStack Service short of a family is not pending")
+	}
+	// An IPv4 address freed is no use to it: no nudge.
+	v4 := lbService("default", "v4")
+	if _, err := lb.EnsureLoadBalancer(ctx, "kubernetes", v4, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.EnsureLoadBalancerDeleted(ctx, "kubernetes", v4); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if getSvc(t, client, "dual").Annotations[RetryAnnotation] != "" {
+		t.Fatal("nudged for a freed IPv4 address while waiting for IPv6")
 	}
 	if err := lb.EnsureLoadBalancerDeleted(ctx, "kubernetes", v6); err != nil {
 		t.Fatal(err)

@@ -59,7 +59,9 @@ type retention struct {
 	// whether the ConfigMap exists.
 	published string
 	exists    bool
-	kicks     chan struct{}
+	// unknownLogged is the last list of addresses logged as unpublishable.
+	unknownLogged string
+	kicks         chan struct{}
 }
 
 func newRetention() *retention {
@@ -164,6 +166,11 @@ func (lb *LoadBalancer) readRetainedConfigMap(ctx context.Context) error {
 	return nil
 }
 
+// retainedVerifyInterval is how often the leader reads the ConfigMap back
+// and corrects it: a deposed leader, paused past its lease, may have written
+// a stale list after this one's last write.
+const retainedVerifyInterval = 30 * time.Second
+
 // runRetainedPublisher writes the ConfigMap when the retained addresses
 // change, retrying with a back-off on failure, until ctx ends.
 func (lb *LoadBalancer) runRetainedPublisher(ctx context.Context) {
@@ -171,15 +178,20 @@ func (lb *LoadBalancer) runRetainedPublisher(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	backoff := time.Second
 	var retry <-chan time.Time
+	verify := time.NewTicker(retainedVerifyInterval)
+	defer verify.Stop()
 	for {
+		check := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.kicks:
 		case <-retry:
+		case <-verify.C:
+			check = true
 		}
 		retry = nil
-		if err := lb.publishRetained(ctx); err != nil {
+		if err := lb.publishRetained(ctx, check); err != nil {
 			logger.Error(err, "Writing the retained-addresses ConfigMap; will retry", "configMap", klog.KRef(r.namespace, RetainedConfigMap), "retryIn", backoff)
 			retry = time.After(backoff)
 			backoff = min(2*backoff, 30*time.Second)
@@ -189,25 +201,32 @@ func (lb *LoadBalancer) runRetainedPublisher(ctx context.Context) {
 	}
 }
 
-// publishRetained writes the ConfigMap if its content would change.
-func (lb *LoadBalancer) publishRetained(ctx context.Context) error {
+// publishRetained writes the ConfigMap if its content would change; with
+// check, it reads the ConfigMap even if this process wrote that content.
+func (lb *LoadBalancer) publishRetained(ctx context.Context, check bool) error {
 	r := lb.retention
+	logger := klog.FromContext(ctx)
 	r.mu.Lock()
 	data, unknown := renderRetained(r.current, r.pools)
 	same := data == r.published
 	n := len(r.current)
 	exists := r.exists
-	r.mu.Unlock()
-	if len(unknown) > 0 {
-		klog.FromContext(ctx).Info("Retained addresses whose old pool settings are unknown are not published for the announcers", "addresses", unknown)
+	if u := fmt.Sprint(unknown); len(unknown) > 0 && u != r.unknownLogged {
+		logger.Info("Retained addresses whose old pool settings are unknown are not published for the announcers", "addresses", unknown)
+		r.unknownLogged = u
 	}
-	if same || (n == 0 && !exists) {
+	r.mu.Unlock()
+	if !check && (same || (n == 0 && !exists)) {
 		return nil
 	}
 	cms := lb.client.CoreV1().ConfigMaps(r.namespace)
 	cm, err := cms.Get(ctx, RetainedConfigMap, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		exists = false
+		if n == 0 {
+			break // nothing to publish, and nothing published
+		}
 		cm = &v1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: RetainedConfigMap, Namespace: r.namespace,
@@ -218,9 +237,15 @@ func (lb *LoadBalancer) publishRetained(ctx context.Context) error {
 		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			return err
 		}
+		exists = true
+		logger.V(2).Info("Published the retained addresses", "configMap", klog.KRef(r.namespace, RetainedConfigMap), "retained", n)
 	case err != nil:
 		return err
-	case cm.Data[RetainedConfigMapKey] != data:
+	default:
+		exists = true
+		if cm.Data[RetainedConfigMapKey] == data {
+			break
+		}
 		cm = cm.DeepCopy()
 		if cm.Data == nil {
 			cm.Data = map[string]string{}
@@ -229,11 +254,11 @@ func (lb *LoadBalancer) publishRetained(ctx context.Context) error {
 		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
+		logger.V(2).Info("Published the retained addresses", "configMap", klog.KRef(r.namespace, RetainedConfigMap), "retained", n)
 	}
 	r.mu.Lock()
-	r.published, r.exists = data, true
+	r.published, r.exists = data, exists
 	r.mu.Unlock()
-	klog.FromContext(ctx).V(2).Info("Published the retained addresses", "configMap", klog.KRef(r.namespace, RetainedConfigMap), "retained", n)
 	return nil
 }
 

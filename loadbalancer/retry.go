@@ -3,6 +3,7 @@ package loadbalancer
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/loadbalancer/ipam"
 )
 
 // retrier wakes Services that are pending for want of an address as soon as
@@ -36,19 +39,31 @@ type retrier struct {
 	client kubernetes.Interface
 	// wants reports whether the Service still wants an address from us, as
 	// the informer cache has it; nil means always.
-	wants   func(key string) bool
-	mu      sync.Mutex
-	pending map[string]struct{}
-	kicks   chan struct{}
+	wants func(key string) bool
+	mu    sync.Mutex
+	// pending maps each pending Service to the families a freed address of
+	// which may serve it.
+	pending map[string]familySet
+	// freed is the families of the addresses freed since the last run.
+	freed familySet
+	kicks chan struct{}
 }
+
+// familySet is a set of IP families, one bit per ipam.Family.
+type familySet uint8
+
+const anyFamily familySet = 1<<ipam.IPv4 | 1<<ipam.IPv6
+
+func familyOf(a netip.Addr) familySet { return 1 << ipam.FamilyOf(a) }
 
 func newRetrier() *retrier {
-	return &retrier{pending: map[string]struct{}{}, kicks: make(chan struct{}, 1)}
+	return &retrier{pending: map[string]familySet{}, kicks: make(chan struct{}, 1)}
 }
 
-func (r *retrier) add(key string) {
+// add makes key pending until an address of one of fams is freed.
+func (r *retrier) add(key string, fams familySet) {
 	r.mu.Lock()
-	r.pending[key] = struct{}{}
+	r.pending[key] = fams
 	r.mu.Unlock()
 }
 
@@ -71,8 +86,12 @@ func (r *retrier) empty() bool {
 	return len(r.pending) == 0
 }
 
-// kick asks run to nudge the pending Services; kicks coalesce.
-func (r *retrier) kick() {
+// kick asks run to nudge the pending Services that an address of one of
+// fams may serve; kicks coalesce.
+func (r *retrier) kick(fams familySet) {
+	r.mu.Lock()
+	r.freed |= fams
+	r.mu.Unlock()
 	select {
 	case r.kicks <- struct{}{}:
 	default:
@@ -90,9 +109,13 @@ func (r *retrier) run(ctx context.Context) {
 			continue
 		}
 		r.mu.Lock()
+		freed := r.freed
+		r.freed = 0
 		keys := make([]string, 0, len(r.pending))
-		for k := range r.pending {
-			keys = append(keys, k)
+		for k, fams := range r.pending {
+			if fams&freed != 0 {
+				keys = append(keys, k)
+			}
 		}
 		r.mu.Unlock()
 		for _, key := range keys {
