@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -28,14 +29,9 @@ import (
 //     of failing or turning into 83;
 //   - booleans accept YAML 1.1's yes/no/on/off, which MetalLB files use.
 //
-// The walk produces a plain JSON-shaped tree with every bad value removed,
-// which encoding/json then decodes into Config. That keeps the json tags the
-// single source of key names, and lets the decode itself never fail.
-
-// maxNodes bounds the work of expanding YAML aliases: a few kilobytes of
-// nested aliases ("billion laughs") otherwise expand to billions of nodes.
-// Real files have a few hundred nodes.
-const maxNodes = 100000
+// The walk stores each good value straight into Config, by reflection, and
+// leaves a bad one at its zero value. The json tags are the single source
+// of key names.
 
 type decoder struct {
 	errs Errors
@@ -51,8 +47,8 @@ type decoder struct {
 	// lines of the file; noLines is set when that is not possible.
 	lineOffset int
 	noLines    bool
-	nodes      int
-	tooBig     bool
+	// dropped counts the problems found beyond maxProblems.
+	dropped int
 }
 
 func newDecoder() *decoder {
@@ -71,7 +67,26 @@ func (d *decoder) line(n *yaml.Node) int {
 }
 
 func (d *decoder) addf(path string, line int, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	if d.full() {
+		d.dropped++
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > maxMessage {
+		// A value of a megabyte quoted in full helps no one.
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = fmt.Sprintf("%s... (%d more bytes)", msg[:cut], len(msg)-cut)
+	}
+	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: msg})
+}
+
+// full says whether maxProblems are listed already; callers check it
+// before doing work only to describe a problem.
+func (d *decoder) full() bool {
+	return len(d.errs) >= maxProblems
 }
 
 // typeErrorf reports a value of the wrong type and drops it.
@@ -102,13 +117,22 @@ func (d *decoder) lineOf(path string) int {
 	return 0
 }
 
-var simpleKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// simpleKey says whether key can follow a "." in a path unquoted. A loop,
+// not a regexp: it runs for every key of the file.
+func simpleKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; !alnum(c) && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return key != ""
+}
 
 // keyPath appends a map key to a path: "a.b" for plain keys, `a["x.io/y"]`
 // for keys (label names) that would otherwise be ambiguous.
 func keyPath(path, key string) string {
-	if !simpleKey.MatchString(key) {
-		return path + "[" + strconv.Quote(key) + "]"
+	if !simpleKey(key) {
+		return path + "[" + quote(key) + "]"
 	}
 	if path == "" {
 		return key
@@ -118,6 +142,17 @@ func keyPath(path, key string) string {
 
 func indexPath(path string, i int) string {
 	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+// quote is strconv.Quote, with a shortcut for the printable ASCII that
+// label keys are: paths are built for every key of the file.
+func quote(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return `"` + s + `"`
 }
 
 // parentPath undoes keyPath or indexPath.
@@ -163,7 +198,16 @@ func readDocuments(data []byte) (docs []*yaml.Node, err error) {
 	}
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var (
+	yamlLine     = regexp.MustCompile(`line (\d+)`)
+	quotedAnchor = regexp.MustCompile(`anchor '[^']*'`)
+)
+
+// yamlError is the YAML parser's error as shown to the user. The parser
+// quotes anchor names, which are the file's text; nothing else it says is.
+func yamlError(err error) string {
+	return quotedAnchor.ReplaceAllString(err.Error(), "anchor")
+}
 
 // root finds the config block in data: the only document, or the
 // data.config key of a ConfigMap. It returns nil for an empty file, or when
@@ -171,7 +215,7 @@ var yamlLine = regexp.MustCompile(`line (\d+)`)
 func (d *decoder) root(data []byte) *yaml.Node {
 	docs, err := readDocuments(data)
 	if err != nil {
-		d.addf("", 0, "not valid YAML: %v", err)
+		d.addf("", 0, "not valid YAML: %s", yamlError(err))
 		return nil
 	}
 	var maps []*yaml.Node
@@ -209,20 +253,14 @@ func (d *decoder) k8sKind(doc *yaml.Node) string {
 }
 
 // lookup finds key in a mapping node, without reporting anything.
+// Aliases are not followed: they are refused (see noAliases).
 func lookup(m *yaml.Node, key string) *yaml.Node {
-	for m != nil && m.Kind == yaml.AliasNode {
-		m = m.Alias
-	}
 	if m == nil || m.Kind != yaml.MappingNode {
 		return nil
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == key {
-			v := m.Content[i+1]
-			for v != nil && v.Kind == yaml.AliasNode {
-				v = v.Alias
-			}
-			return v
+			return m.Content[i+1]
 		}
 	}
 	return nil
@@ -244,9 +282,15 @@ func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
 	} else {
 		d.noLines = true
 	}
+	// The block's text is not the file's: escapes in a quoted string can
+	// make it hold more entries than the file seemed to.
+	if msg := checkSize([]byte(block.Value)); msg != "" {
+		d.addf("data.config", 0, "%s", msg)
+		return nil
+	}
 	docs, err := readDocuments([]byte(block.Value))
 	if err != nil {
-		msg := err.Error()
+		msg := yamlError(err)
 		if !d.noLines {
 			msg = yamlLine.ReplaceAllStringFunc(msg, func(s string) string {
 				n, _ := strconv.Atoi(strings.TrimPrefix(s, "line "))
@@ -268,107 +312,125 @@ func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
 
 var durationType = reflect.TypeOf(Duration{})
 
-// walk checks n against type t and returns its JSON-shaped value. ok is
-// false when the value was dropped.
-func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) (v any, ok bool) {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if d.nodes++; d.nodes > maxNodes {
-		if !d.tooBig {
-			d.tooBig = true
-			d.addf(path, d.line(n), "the document is too large: more than %d values after expanding aliases", maxNodes)
-		}
-		d.bad[path] = true
-		return nil, false
-	}
+// walk checks n against the type of v, which must be settable, and stores
+// its value there. set is false when nothing was stored: the value is null,
+// or it was dropped, with an error.
+func (d *decoder) walk(n *yaml.Node, v reflect.Value, path string) (set bool) {
 	if _, ok := d.lines[path]; !ok {
 		d.lines[path] = d.line(n)
 	}
+	if n.Kind == yaml.AliasNode {
+		d.typeErrorf(path, n, "a YAML alias (*) is not accepted: %s", noAliases)
+		return false
+	}
+	if n.Anchor != "" {
+		d.addf(path, d.line(n), "a YAML anchor (&) is not accepted: %s", noAliases)
+	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
-		return nil, true
+		return false
 	}
 	d.given[path] = true
+	t := v.Type()
 	if t == durationType {
 		if n.Kind != yaml.ScalarNode {
-			d.typeErrorf(path, n, "want a duration like \"90s\", got %s", describe(n))
-			return nil, false
+			d.typeErrorf(path, n, "want a duration like \"90s\", got %s", d.describe(path, n))
+			return false
 		}
-		if _, err := parseDuration(n.Value); err != nil {
+		dur, err := parseDuration(n.Value)
+		if err != nil {
 			d.typeErrorf(path, n, "%v", err)
-			return nil, false
+			return false
 		}
-		return n.Value, true
+		v.Set(reflect.ValueOf(Duration{dur}))
+		return true
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
-		return d.walk(n, t.Elem(), path)
+		elem := reflect.New(t.Elem())
+		if !d.walk(n, elem.Elem(), path) {
+			return false
+		}
+		v.Set(elem)
+		return true
 	case reflect.Struct:
-		return d.walkStruct(n, t, path)
+		return d.walkStruct(n, v, path)
 	case reflect.Map:
-		return d.walkMap(n, t, path)
+		return d.walkMap(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.typeErrorf(path, n, "want a list, got %s", describe(n))
-			return nil, false
+			d.typeErrorf(path, n, "want a list, got %s", d.describe(path, n))
+			return false
 		}
-		out := make([]any, len(n.Content))
+		// An element that is null or dropped stays the zero value.
+		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
 		for i, e := range n.Content {
-			out[i], _ = d.walk(e, t.Elem(), indexPath(path, i))
+			d.walk(e, s.Index(i), indexPath(path, i))
 		}
-		return out, true
+		v.Set(s)
+		return true
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.typeErrorf(path, n, "want a string, got %s", describe(n))
-			return nil, false
+			d.typeErrorf(path, n, "want a string, got %s", d.describe(path, n))
+			return false
 		}
-		return n.Value, true
+		v.SetString(n.Value)
+		return true
 	case reflect.Bool:
 		if b, ok := yamlBool(n); ok {
-			return b, true
+			v.SetBool(b)
+			return true
 		}
-		d.typeErrorf(path, n, "want true or false, got %s", describe(n))
-		return nil, false
+		d.typeErrorf(path, n, "want true or false, got %s", d.describe(path, n))
+		return false
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return d.walkInt(n, t, path)
+		return d.walkInt(n, v, path)
 	}
 	// Only reachable if a field of an unsupported type is added to Config.
 	d.typeErrorf(path, n, "internal error: cannot decode into %v", t)
-	return nil, false
+	return false
 }
 
-func (d *decoder) walkInt(n *yaml.Node, t reflect.Type, path string) (any, bool) {
+func (d *decoder) walkInt(n *yaml.Node, v reflect.Value, path string) bool {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
 			d.typeErrorf(path, n, "want a whole number, got the string %q (remove the quotes)", n.Value)
 		} else {
-			d.typeErrorf(path, n, "want a whole number, got %s", describe(n))
+			d.typeErrorf(path, n, "want a whole number, got %s", d.describe(path, n))
 		}
-		return nil, false
+		return false
 	}
+	t := v.Type()
 	var lo, hi int64
 	var uhi uint64
+	unsigned := false
 	switch t.Kind() {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		unsigned = true
 		uhi = uint64(1)<<(t.Bits()-1)<<1 - 1
 	default:
 		lo, hi = -1<<(t.Bits()-1), 1<<(t.Bits()-1)-1
 	}
 	var i int64
 	if err := n.Decode(&i); err == nil {
-		if (uhi != 0 && (i < 0 || uint64(i) > uhi)) || (uhi == 0 && (i < lo || i > hi)) {
+		if (unsigned && (i < 0 || uint64(i) > uhi)) || (!unsigned && (i < lo || i > hi)) {
 			d.typeErrorf(path, n, "%s is out of range: want %s", n.Value, numRange(lo, hi, uhi))
-			return nil, false
+			return false
 		}
-		return json.Number(strconv.FormatInt(i, 10)), true
+		if unsigned {
+			v.SetUint(uint64(i))
+		} else {
+			v.SetInt(i)
+		}
+		return true
 	}
 	var u uint64
-	if err := n.Decode(&u); err == nil && uhi != 0 && u <= uhi {
-		return json.Number(strconv.FormatUint(u, 10)), true
+	if err := n.Decode(&u); err == nil && unsigned && u <= uhi {
+		v.SetUint(u)
+		return true
 	}
 	d.typeErrorf(path, n, "%s is out of range: want %s", n.Value, numRange(lo, hi, uhi))
-	return nil, false
+	return false
 }
 
 func numRange(lo, hi int64, uhi uint64) string {
@@ -393,99 +455,123 @@ func yamlBool(n *yaml.Node) (value, ok bool) {
 	return false, false
 }
 
-func describe(n *yaml.Node) string {
+// describe names what n is for an error about the value at path: a
+// scalar's text, quoted, except where it may be a secret.
+func (d *decoder) describe(path string, n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
 	case yaml.ScalarNode:
+		if secretPath(path) {
+			return "a value " + hidden(n.Value)
+		}
 		return strconv.Quote(n.Value)
 	}
 	return "nothing"
 }
 
+// secretPath says whether the value or the keys at path may be a secret,
+// and so must never be quoted in an error: a peer's password and
+// password-secret with everything in them, and a peer itself, where a
+// mis-indented password lands as an unknown key or a bare scalar.
+func secretPath(path string) bool {
+	if path == "peers" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, "peers[")
+	if !ok {
+		return false
+	}
+	_, rest, ok = strings.Cut(rest, "]")
+	return ok && (rest == "" || strings.HasPrefix(rest, ".password"))
+}
+
+// hidden stands for a value or key that must not be shown, after "a
+// value" or "key".
+func hidden(s string) string {
+	return fmt.Sprintf("of %d bytes (not shown: it may be a secret)", len(s))
+}
+
+// noAliases ends every error about anchors, aliases and merge keys.
+// Following aliases is what lets a few kilobytes of YAML expand to
+// billions of values; a cloud-config never needs them.
+const noAliases = "write the values out (anchors, aliases and merge keys are refused: they can expand a small file to billions of values)"
+
 type pair struct{ k, v *yaml.Node }
 
-// pairs lists the entries of a mapping, expanding merge keys ("<<: *x")
-// and reporting keys that appear twice.
+// pairs lists the entries of a mapping, reporting keys that appear twice
+// and merge keys ("<<: *x"), which are refused.
 func (d *decoder) pairs(n *yaml.Node, path string) []pair {
-	var out, merged []pair
+	var out []pair
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		for k.Kind == yaml.AliasNode {
-			k = k.Alias
-		}
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			merged = append(merged, d.mergeSource(v, path)...)
+			// The keys it would have brought are missing: checking the
+			// rest of this mapping would only report them as such.
+			d.typeErrorf(path, k, "a YAML merge key (<<) is not accepted: %s", noAliases)
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.addf(path, d.line(k), "keys must be strings, got %s", describe(k))
+			d.addf(path, d.line(k), "keys must be strings, got %s", d.describe(path, k))
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
-			d.addf(path, d.line(k), "key %q appears twice, first on line %d", k.Value, d.line(prev))
+			d.addf(path, d.line(k), "key %s appears twice, first on line %d", d.quoteKey(path, k.Value), d.line(prev))
 			continue
 		}
 		seen[k.Value] = k
 		out = append(out, pair{k, v})
 	}
-	// Explicit keys win over merged ones, and earlier merges over later.
-	for _, p := range merged {
-		if _, dup := seen[p.k.Value]; !dup {
-			seen[p.k.Value] = p.k
-			out = append(out, p)
-		}
-	}
 	return out
 }
 
-func (d *decoder) mergeSource(v *yaml.Node, path string) []pair {
-	for v.Kind == yaml.AliasNode {
-		v = v.Alias
+// quoteKey quotes a mapping key for an error, to follow "key", unless it
+// may be a secret.
+func (d *decoder) quoteKey(path, key string) string {
+	if secretPath(path) {
+		return hidden(key)
 	}
-	if d.nodes++; d.nodes > maxNodes {
-		return nil
-	}
-	switch v.Kind {
-	case yaml.MappingNode:
-		return d.pairs(v, path)
-	case yaml.SequenceNode:
-		var out []pair
-		for _, e := range v.Content {
-			out = append(out, d.mergeSource(e, path)...)
-		}
-		return out
-	}
-	d.addf(path, d.line(v), "a merge key (<<) needs a mapping, got %s", describe(v))
-	return nil
+	return strconv.Quote(key)
 }
 
-func (d *decoder) walkMap(n *yaml.Node, t reflect.Type, path string) (any, bool) {
+func (d *decoder) walkMap(n *yaml.Node, v reflect.Value, path string) bool {
 	if n.Kind != yaml.MappingNode {
-		d.typeErrorf(path, n, "want a mapping, got %s", describe(n))
-		return nil, false
+		d.typeErrorf(path, n, "want a mapping, got %s", d.describe(path, n))
+		return false
 	}
-	out := map[string]any{}
+	t := v.Type()
+	m := reflect.MakeMap(t)
 	for _, p := range d.pairs(n, path) {
 		kp := keyPath(path, p.k.Value)
 		d.lines[kp] = d.line(p.k)
-		if v, ok := d.walk(p.v, t.Elem(), kp); ok && v != nil {
-			out[p.k.Value] = v
+		e := reflect.New(t.Elem()).Elem()
+		if d.walk(p.v, e, kp) {
+			m.SetMapIndex(reflect.ValueOf(p.k.Value).Convert(t.Key()), e)
 		}
 	}
-	return out, true
+	v.Set(m)
+	return true
 }
 
 type fieldInfo struct {
-	name string
-	typ  reflect.Type
+	name  string
+	index int
 }
 
-// fields lists the JSON keys of a struct type.
+// fieldCache holds fields' answers; the types of Config are few and fixed.
+var fieldCache sync.Map // reflect.Type -> []fieldInfo
+
+// fields lists the JSON keys of a struct type: the json tags are the
+// file's key names.
 func fields(t reflect.Type) []fieldInfo {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.([]fieldInfo)
+	}
 	var out []fieldInfo
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -493,18 +579,18 @@ func fields(t reflect.Type) []fieldInfo {
 		if !f.IsExported() || name == "-" || name == "" {
 			continue
 		}
-		out = append(out, fieldInfo{name, f.Type})
+		out = append(out, fieldInfo{name, i})
 	}
+	fieldCache.Store(t, out)
 	return out
 }
 
-func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) (any, bool) {
+func (d *decoder) walkStruct(n *yaml.Node, v reflect.Value, path string) bool {
 	if n.Kind != yaml.MappingNode {
-		d.typeErrorf(path, n, "want a mapping, got %s", describe(n))
-		return nil, false
+		d.typeErrorf(path, n, "want a mapping, got %s", d.describe(path, n))
+		return false
 	}
-	fs := fields(t)
-	out := map[string]any{}
+	fs := fields(v.Type())
 	for _, p := range d.pairs(n, path) {
 		key := p.k.Value
 		var f *fieldInfo
@@ -519,11 +605,9 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) (any, bo
 		}
 		kp := keyPath(path, key)
 		d.lines[kp] = d.line(p.k)
-		if v, ok := d.walk(p.v, f.typ, kp); ok && v != nil {
-			out[key] = v
-		}
+		d.walk(p.v, v.Field(f.index), kp)
 	}
-	return out, true
+	return true
 }
 
 func (d *decoder) unknownKey(path string, k *yaml.Node, fs []fieldInfo) {
@@ -535,7 +619,11 @@ func (d *decoder) unknownKey(path string, k *yaml.Node, fs []fieldInfo) {
 	for _, f := range fs {
 		names = append(names, f.name)
 	}
-	msg := fmt.Sprintf("unknown key %q", k.Value)
+	if d.full() {
+		d.dropped++
+		return
+	}
+	msg := "unknown key " + d.quoteKey(path, k.Value)
 	if s := suggest(k.Value, names); s != "" {
 		msg += fmt.Sprintf(", did you mean %q?", s)
 	} else {

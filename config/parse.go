@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"reflect"
@@ -21,27 +20,18 @@ const DefaultClusterID = "baremetal"
 // one of them is a ConfigMap.
 //
 // An empty file is a valid, empty configuration. On error the result is nil
-// and the error is an Errors listing every problem found.
+// and the error is an Errors listing every problem found (the first
+// hundred, and how many more). A valid file may still carry Warnings.
+//
+// Parse answers quickly whatever data holds: see limits.go.
 func Parse(data []byte) (*Config, error) {
+	if msg := checkSize(data); msg != "" {
+		return nil, Errors{{Msg: msg}}
+	}
 	d := newDecoder()
 	var cfg Config
 	if root := d.root(data); root != nil {
-		tree, ok := d.walk(root, reflect.TypeOf(cfg), "")
-		if ok && tree != nil {
-			// The tree only holds values of the right JSON type and range, so
-			// this cannot fail; if it does, it is a bug worth reporting.
-			js, err := json.Marshal(tree)
-			if err == nil {
-				err = json.Unmarshal(js, &cfg)
-			}
-			if err != nil {
-				d.addf("", 0, "internal error: %v", err)
-			}
-		}
-	}
-	if d.tooBig {
-		// An alias bomb is not a configuration worth checking further.
-		return nil, d.errs
+		d.walk(root, reflect.ValueOf(&cfg).Elem(), "")
 	}
 	v := &validator{d: d, c: &cfg}
 	v.validate()
@@ -49,8 +39,12 @@ func Parse(data []byte) (*Config, error) {
 		// File order, so a user can fix the file top to bottom. Problems
 		// that are not on any one line come first.
 		sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
+		if d.dropped > 0 {
+			d.errs = append(d.errs, &FieldError{Msg: fmt.Sprintf("and %d more problems, not listed", d.dropped)})
+		}
 		return nil, d.errs
 	}
+	cfg.Warnings = v.warnings
 	return &cfg, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The file has two spellings of a label selector: MetalLB's classic
@@ -64,23 +63,25 @@ func (v *validator) labelSelectors(path string, sels []metav1.LabelSelector) []l
 // selector matches everything, as in Kubernetes. On error it still returns
 // a selector, of the valid terms; Parse then fails anyway.
 func (v *validator) selector(path string, names selectorNames, matchLabels map[string]string, exprs []SelectorRequirement) labels.Selector {
-	var reqs []labels.Requirement
 	keys := make([]string, 0, len(matchLabels))
 	for k := range matchLabels {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	valid := labels.Set{}
 	for _, k := range keys {
 		kp := keyPath(keyPath(path, names.labels), k)
-		okKey := v.checkName(kp, k, "label key", validation.IsQualifiedName)
-		okValue := v.checkName(kp, matchLabels[k], "label value", validation.IsValidLabelValue)
+		okKey := v.checkName(kp, k, "label key", qualifiedName)
+		okValue := v.checkName(kp, matchLabels[k], "label value", labelValue)
 		if okKey && okValue {
-			reqs = v.require(reqs, kp, k, selection.Equals, []string{matchLabels[k]})
+			valid[k] = matchLabels[k]
 		}
 	}
+	// Checked above, each with its own path: not checked again.
+	reqs, _ := labels.SelectorFromValidatedSet(valid).Requirements()
 	for i, e := range exprs {
 		ep := indexPath(keyPath(path, names.exprs), i)
-		ok := v.checkName(keyPath(ep, "key"), e.Key, "label key", validation.IsQualifiedName)
+		ok := v.checkName(keyPath(ep, "key"), e.Key, "label key", qualifiedName)
 		op, known := operators[e.Operator]
 		if !known {
 			ok = false
@@ -99,7 +100,7 @@ func (v *validator) selector(path string, names selectorNames, matchLabels map[s
 			}
 		}
 		for j, val := range e.Values {
-			ok = v.checkName(indexPath(keyPath(ep, "values"), j), val, "label value", validation.IsValidLabelValue) && ok
+			ok = v.checkName(indexPath(keyPath(ep, "values"), j), val, "label value", labelValue) && ok
 		}
 		if ok {
 			reqs = v.require(reqs, ep, e.Key, op, e.Values)

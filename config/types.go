@@ -41,6 +41,11 @@ type Config struct {
 	// RemovedNodes lists machines that are gone for good (extension). Only
 	// these Node objects are deleted by the cloud node lifecycle controller.
 	RemovedNodes []string `json:"removed-nodes,omitempty"`
+
+	// Warnings are what Parse found odd but valid, such as a bgp pool
+	// with no peers, each written "path: message (line N)" as errors are.
+	// Callers log them.
+	Warnings []string `json:"-"`
 }
 
 // Pool is one address pool.

@@ -1,16 +1,15 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"go4.org/netipx"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // validator checks a decoded Config and fills its defaults and parsed
@@ -23,19 +22,46 @@ type validator struct {
 	// whose value was already reported as invalid.
 	communities    map[string]uint32
 	badCommunities map[string]bool
+	// entries are the valid addresses entries of every pool, sorted by
+	// their first address once pools has run.
+	entries []poolEntry
+	// warnings become Config.Warnings if the file is valid.
+	warnings []string
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
 	if v.d.suppressed(path) {
 		return
 	}
+	if v.d.full() {
+		v.d.dropped++
+		return
+	}
 	v.d.addf(path, v.d.lineOf(path), format, args...)
 }
 
-// checkNames reports the problems a k8s name validator found, if any.
-func (v *validator) checkName(path, value, what string, check func(string) []string) bool {
-	if msgs := check(value); len(msgs) > 0 {
-		v.errorf(path, "%q is not a valid %s: %s", value, what, strings.Join(msgs, "; "))
+// warnf records something valid but probably not what the user meant.
+func (v *validator) warnf(path, format string, args ...any) {
+	w := FieldError{Path: path, Line: v.d.lineOf(path), Msg: fmt.Sprintf(format, args...)}
+	v.warnings = append(v.warnings, w.Error())
+}
+
+// checkName reports the problems a k8s name validator found, if any. The
+// value is not quoted where it may be a secret (secretPath).
+func (v *validator) checkName(path, value, what string, check nameCheck) bool {
+	if check.valid(value) {
+		return true
+	}
+	if v.d.full() {
+		v.errorf(path, "not listed") // only counted: not worth Kubernetes' words
+		return false
+	}
+	if msgs := check.problems(value); len(msgs) > 0 {
+		shown := strconv.Quote(value)
+		if secretPath(path) {
+			shown = "a value " + hidden(value)
+		}
+		v.errorf(path, "%s is not a valid %s: %s", shown, what, strings.Join(msgs, "; "))
 		return false
 	}
 	return true
@@ -48,15 +74,16 @@ func (v *validator) validate() {
 	} else {
 		// It ends up in object names and label values: a DNS label is safe
 		// in both.
-		v.checkName("cluster-id", c.ClusterID, "cluster-id (a DNS-1123 label)", validation.IsDNS1123Label)
+		v.checkName("cluster-id", c.ClusterID, "cluster-id (a DNS-1123 label)", dns1123Label)
 	}
 	v.bgpCommunities()
 	v.bfdProfiles()
 	v.peers()
 	v.pools()
+	v.peersInPools()
 	v.topology()
 	for i, n := range c.RemovedNodes {
-		v.checkName(indexPath("removed-nodes", i), n, "node name", validation.IsDNS1123Subdomain)
+		v.checkName(indexPath("removed-nodes", i), n, "node name", dns1123Subdomain)
 	}
 }
 
@@ -143,7 +170,18 @@ func (v *validator) peers() {
 		addr netip.Addr
 		port uint16
 	}
-	first := map[peerKey][]int{}
+	type selectedKey struct {
+		peerKey
+		selectors string
+	}
+	// The same router on every rack (a shared gateway address) is a real
+	// pattern; two peers are only duplicates when they apply to the same
+	// nodes: one of them has no node-selectors, or both the same ones.
+	// Each map holds the first peer of its kind, so that the check is
+	// linear in the number of peers.
+	first := map[peerKey]int{}             // any peer
+	firstBare := map[peerKey]int{}         // a peer with no node-selectors
+	firstSelected := map[selectedKey]int{} // a peer with these node-selectors
 	for i := range v.c.Peers {
 		p := &v.c.Peers[i]
 		path := indexPath("peers", i)
@@ -152,19 +190,33 @@ func (v *validator) peers() {
 			continue
 		}
 		k := peerKey{p.Address, p.PeerPort}
-		for _, j := range first[k] {
-			// The same router on every rack (a shared gateway address) is
-			// a real pattern; it is only a duplicate when both peers apply
-			// to the same nodes.
-			q := &v.c.Peers[j]
-			if len(p.NodeSelectors) > 0 && len(q.NodeSelectors) > 0 && !reflect.DeepEqual(p.NodeSelectors, q.NodeSelectors) {
-				continue
+		j, dup := first[k]
+		if len(p.NodeSelectors) > 0 {
+			sk := selectedKey{k, selectorsKey(p.NodeSelectors)}
+			j, dup = firstBare[k]
+			if s, ok := firstSelected[sk]; ok && (!dup || s < j) {
+				j, dup = s, true
 			}
-			v.errorf(path, "peer %s port %d is already peers[%d]; give the two different node-selectors if each serves different nodes", p.Address, p.PeerPort, j)
-			break
+			if _, ok := firstSelected[sk]; !ok {
+				firstSelected[sk] = i
+			}
+		} else if _, ok := firstBare[k]; !ok {
+			firstBare[k] = i
 		}
-		first[k] = append(first[k], i)
+		if _, ok := first[k]; !ok {
+			first[k] = i
+		}
+		if dup {
+			v.errorf(path, "peer %s port %d is already peers[%d]; give the two different node-selectors if each serves different nodes", p.Address, p.PeerPort, j)
+		}
 	}
+}
+
+// selectorsKey is a text that two lists of node selectors share exactly
+// when they select the same way.
+func selectorsKey(sels []NodeSelector) string {
+	js, _ := json.Marshal(sels) // cannot fail: strings and maps of strings
+	return string(js)
 }
 
 func (v *validator) peer(p *Peer, path string) {
@@ -246,15 +298,15 @@ func (v *validator) peer(p *Peer, path string) {
 		if s.Name == "" {
 			v.errorf(keyPath(sp, "name"), "must be set")
 		} else {
-			v.checkName(keyPath(sp, "name"), s.Name, "Secret name", validation.IsDNS1123Subdomain)
+			v.checkName(keyPath(sp, "name"), s.Name, "Secret name", dns1123Subdomain)
 		}
 		if s.Namespace != "" {
-			v.checkName(keyPath(sp, "namespace"), s.Namespace, "namespace name", validation.IsDNS1123Label)
+			v.checkName(keyPath(sp, "namespace"), s.Namespace, "namespace name", dns1123Label)
 		}
 		if s.Key == "" {
 			s.Key = DefaultPasswordKey
 		} else {
-			v.checkName(keyPath(sp, "key"), s.Key, "Secret key", validation.IsConfigMapKey)
+			v.checkName(keyPath(sp, "key"), s.Key, "Secret key", configMapKey)
 		}
 	}
 	p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
@@ -272,6 +324,11 @@ type poolEntry struct {
 	pool, index int
 	r           netipx.IPRange
 	text        string
+}
+
+// path is where the entry is in the file.
+func (e *poolEntry) path() string {
+	return indexPath(keyPath(indexPath("address-pools", e.pool), "addresses"), e.index)
 }
 
 func (v *validator) pools() {
@@ -301,17 +358,32 @@ func (v *validator) pools() {
 		if len(p.Addresses) == 0 {
 			v.errorf(at("addresses"), "the pool has no addresses")
 		}
+		if p.Protocol == BGP && len(v.c.Peers) == 0 {
+			v.warnf(at("protocol"), "bgp, but no peers are configured: Services get this pool's addresses, and no router learns of them until peers are added")
+		}
 		var b netipx.IPSetBuilder
+		var widths [2]prefixWidths // IPv4, IPv6
 		valid := true
 		for j, a := range p.Addresses {
+			ap := indexPath(at("addresses"), j)
 			r, err := parseAddressEntry(a)
 			if err != nil {
 				valid = false
-				v.errorf(indexPath(at("addresses"), j), "%q %v", a, err)
+				v.errorf(ap, "%q %v", a, err)
+				continue
+			}
+			if msg := checkSpecial(r); msg != "" {
+				valid = false
+				v.errorf(ap, "%q %s", a, msg)
 				continue
 			}
 			b.AddRange(r)
 			entries = append(entries, poolEntry{pool: i, index: j, r: r, text: a})
+			if r.From().Is4() {
+				widths[0].add(r, a)
+			} else {
+				widths[1].add(r, a)
+			}
 		}
 		set, _ := b.IPSet() // cannot fail: every range added is valid
 		p.Ranges = set.Ranges()
@@ -319,7 +391,7 @@ func (v *validator) pools() {
 			v.errorf(at("avoid-buggy-ips"), "true leaves the pool no address to assign: every address ends in .0 or .255")
 		}
 
-		v.advertisements(p, path)
+		v.advertisements(p, path, &widths)
 		if p.Protocol == BGP && len(p.Interfaces) > 0 {
 			v.errorf(at("interfaces"), "only layer2 pools answer on interfaces, this pool is bgp")
 		}
@@ -329,12 +401,85 @@ func (v *validator) pools() {
 			}
 		}
 		for j, ns := range p.Namespaces {
-			v.checkName(indexPath(at("namespaces"), j), ns, "namespace name", validation.IsDNS1123Label)
+			v.checkName(indexPath(at("namespaces"), j), ns, "namespace name", dns1123Label)
 		}
 		p.ServiceSelector = v.labelSelectors(at("service-selectors"), p.ServiceSelectors)
 		p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
 	}
 	v.overlaps(entries)
+	v.entries = entries
+}
+
+// peersInPools refuses a pool that holds a peer's address or the address
+// it is reached from: a Service given that address would take the
+// router's address, or a node's, and cut the BGP session it relies on.
+func (v *validator) peersInPools() {
+	// entries are sorted by first address; reach[i] is the entry among
+	// entries[:i+1] that ends last. The entry holding ip, if any, is
+	// reach[i] for the last i that starts at or before ip.
+	reach := make([]int, len(v.entries))
+	for i := range v.entries {
+		reach[i] = i
+		if i > 0 && v.entries[i].r.To().Less(v.entries[reach[i-1]].r.To()) {
+			reach[i] = reach[i-1]
+		}
+	}
+	holder := func(ip netip.Addr) *poolEntry {
+		i := sort.Search(len(v.entries), func(i int) bool { return ip.Less(v.entries[i].r.From()) }) - 1
+		if i < 0 || !v.entries[reach[i]].r.Contains(ip) {
+			return nil
+		}
+		return &v.entries[reach[i]]
+	}
+	for i := range v.c.Peers {
+		p := &v.c.Peers[i]
+		for _, f := range []struct {
+			key, whose string
+			ip         netip.Addr
+		}{{"peer-address", "the router's", p.Address}, {"source-address", "a node's", p.Source}} {
+			if !f.ip.IsValid() {
+				continue
+			}
+			if e := holder(f.ip); e != nil {
+				v.errorf(e.path(), "%q holds %s, the %s of peers[%d]: a Service given it would take %s address", e.text, f.ip, f.key, i, f.whose)
+			}
+		}
+	}
+}
+
+// prefixWidths lists, for one IP family of one pool, the widest prefix of
+// each valid addresses entry in file order, so that checking an
+// aggregation length costs a binary search rather than a pass over every
+// entry.
+type prefixWidths struct {
+	text []string
+	// widest[i] is the widest prefix length of entry i; upTo[i] is the
+	// largest of widest[:i+1], so it never decreases.
+	widest, upTo []int
+}
+
+func (w *prefixWidths) add(r netipx.IPRange, text string) {
+	widest := 128
+	for _, pfx := range r.Prefixes() {
+		widest = min(widest, pfx.Bits())
+	}
+	upTo := widest
+	if n := len(w.upTo); n > 0 {
+		upTo = max(upTo, w.upTo[n-1])
+	}
+	w.text = append(w.text, text)
+	w.widest = append(w.widest, widest)
+	w.upTo = append(w.upTo, upTo)
+}
+
+// firstWider returns the first entry whose widest prefix is longer than
+// length, or -1.
+func (w *prefixWidths) firstWider(length int) int {
+	i := sort.Search(len(w.upTo), func(i int) bool { return w.upTo[i] > length })
+	if i == len(w.upTo) {
+		return -1
+	}
+	return i
 }
 
 // overlaps reports addresses that belong to two entries, of one pool or of
@@ -354,8 +499,7 @@ func (v *validator) overlaps(entries []poolEntry) {
 			if a.pool > b.pool || (a.pool == b.pool && a.index > b.index) {
 				a, b = b, a
 			}
-			path := indexPath(keyPath(indexPath("address-pools", b.pool), "addresses"), b.index)
-			other := indexPath(keyPath(indexPath("address-pools", a.pool), "addresses"), a.index)
+			path, other := b.path(), a.path()
 			if a.pool == b.pool {
 				v.errorf(path, "%q overlaps %q (%s) of the same pool", b.text, a.text, other)
 			} else {
@@ -388,24 +532,14 @@ func checkInterfaceName(s string) string {
 // aggregate would then be wider than anything the user wrote, and announce
 // addresses that may be another network's. Like MetalLB, an entry passes
 // when its widest prefix fits, so configs that MetalLB accepts still load.
-func (v *validator) aggregationCovers(p *Pool, at string, length int, v6 bool) {
-	for _, a := range p.Addresses {
-		r, err := parseAddressEntry(a)
-		if err != nil || r.From().Is6() != v6 {
-			continue // a bad entry is already reported
-		}
-		widest := 128
-		for _, pfx := range r.Prefixes() {
-			widest = min(widest, pfx.Bits())
-		}
-		if length < widest {
-			v.errorf(at, "%d is shorter than /%d, the widest prefix of addresses entry %q: the aggregate would announce addresses outside the pool", length, widest, a)
-			return
-		}
+// A bad entry is already reported, and w holds only the valid ones.
+func (v *validator) aggregationCovers(at string, length int, w *prefixWidths) {
+	if i := w.firstWider(length); i >= 0 {
+		v.errorf(at, "%d is shorter than /%d, the widest prefix of addresses entry %q: the aggregate would announce addresses outside the pool", length, w.widest[i], w.text[i])
 	}
 }
 
-func (v *validator) advertisements(p *Pool, path string) {
+func (v *validator) advertisements(p *Pool, path string, widths *[2]prefixWidths) {
 	at := keyPath(path, "bgp-advertisements")
 	if p.Protocol != BGP {
 		if len(p.BGPAdvertisements) > 0 && p.Protocol == Layer2 {
@@ -423,12 +557,12 @@ func (v *validator) advertisements(p *Pool, path string) {
 		if l := a.AggregationLength; l != nil && (*l < 0 || *l > 32) {
 			v.errorf(keyPath(ap, "aggregation-length"), "%d is out of range: want 0 to 32", *l)
 		} else if l != nil {
-			v.aggregationCovers(p, keyPath(ap, "aggregation-length"), *l, false)
+			v.aggregationCovers(keyPath(ap, "aggregation-length"), *l, &widths[0])
 		}
 		if l := a.AggregationLengthV6; l != nil && (*l < 0 || *l > 128) {
 			v.errorf(keyPath(ap, "aggregation-length-v6"), "%d is out of range: want 0 to 128", *l)
 		} else if l != nil {
-			v.aggregationCovers(p, keyPath(ap, "aggregation-length-v6"), *l, true)
+			v.aggregationCovers(keyPath(ap, "aggregation-length-v6"), *l, &widths[1])
 		}
 		a.ParsedCommunities = nil
 		for j, s := range a.Communities {
@@ -473,10 +607,10 @@ func (v *validator) topology() {
 		}
 		// They become the values of the topology.kubernetes.io labels.
 		if r.Region != "" {
-			v.checkName(keyPath(path, "region"), r.Region, "region (a label value)", validation.IsValidLabelValue)
+			v.checkName(keyPath(path, "region"), r.Region, "region (a label value)", labelValue)
 		}
 		if r.Zone != "" {
-			v.checkName(keyPath(path, "zone"), r.Zone, "zone (a label value)", validation.IsValidLabelValue)
+			v.checkName(keyPath(path, "zone"), r.Zone, "zone (a label value)", labelValue)
 		}
 		if r.NodeSelector == nil && len(r.Subnets) == 0 {
 			v.errorf(path, "needs a node-selector or subnets to say which nodes it is for")
