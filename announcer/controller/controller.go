@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/coverage"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/eligibility"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -87,7 +90,24 @@ type Config struct {
 	DefaultInterface func() (string, error)
 	// ResyncPeriod is DefaultResyncPeriod when zero.
 	ResyncPeriod time.Duration
+
+	// Namespace is the announcer's own namespace, where its Pods and the
+	// CCM's ConfigMap of retained addresses (package coverage) are read.
+	// Empty reads neither: no retained addresses, and every Node is taken
+	// to run an announcer.
+	Namespace string
+	// AnnouncerSelector is a label selector of the announcer Pods in
+	// Namespace. The nodes that have one are the voters of the
+	// split-brain guard (package quorum). Empty means every Node.
+	AnnouncerSelector string
+	// Health says which interfaces the layer2 announcer can use; a node
+	// that can use none of a pool's tells the others, which pass it over
+	// for that pool. Nil means every interface is usable.
+	Health Health
 }
+
+// everything selects every object of a lister.
+var everything = labels.Everything()
 
 // BGPSpeaker is the BGP announcer (package bgp).
 type BGPSpeaker interface {
@@ -100,16 +120,24 @@ type BGPSpeaker interface {
 type Controller struct {
 	cfg     Config
 	factory informers.SharedInformerFactory
+	// factories are factory and those of the namespaced informers.
+	factories []informers.SharedInformerFactory
 
 	services  corelisters.ServiceLister
 	nodes     corelisters.NodeLister
 	endpoints cache.Indexer
 	synced    []cache.InformerSynced
 
+	// pods lists the announcer Pods; nil without AnnouncerSelector.
+	pods corelisters.PodLister
+
 	trigger chan struct{}
 	// cloud is the cloud-config in effect: Config.Cloud, then each
 	// version given to SetCloud.
 	cloud atomic.Pointer[config.Config]
+	// retained are the pools of the CCM's retained addresses, nil until
+	// read.
+	retained atomic.Pointer[config.Config]
 
 	// State of the reconcile goroutine only.
 	defaultInterface string
@@ -120,6 +148,10 @@ type Controller struct {
 	// peerErrors are the peers' password problems last logged, so that
 	// each is logged when it appears and not on every pass.
 	peerErrors map[string]string
+	coverage   *coverage.Coverage
+	guard      *guard
+	// wakeAt is when a pool settles and a pass is due, or zero.
+	wakeAt time.Time
 }
 
 // reannouncer is an Announcer that can repeat its announcements (layer2's
@@ -138,6 +170,8 @@ func New(cfg Config) *Controller {
 		announced:  map[netip.Addr]announcer.Announcement{},
 		owners:     map[netip.Addr]string{},
 		peerErrors: map[string]string{},
+		coverage:   coverage.New(),
+		guard:      newGuard(),
 	}
 	c.cloud.Store(cfg.Cloud)
 	handler := cache.ResourceEventHandlerFuncs{
@@ -158,7 +192,50 @@ func New(cfg Config) *Controller {
 	c.services = svc.Lister()
 	c.nodes = node.Lister()
 	c.endpoints = eps.Informer().GetIndexer()
+	c.factories = []informers.SharedInformerFactory{c.factory}
+
+	if cfg.Namespace != "" && cfg.AnnouncerSelector != "" {
+		f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
+			informers.WithTransform(strip),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = cfg.AnnouncerSelector }))
+		pods := f.Core().V1().Pods()
+		_, _ = pods.Informer().AddEventHandler(handler)
+		c.synced = append(c.synced, pods.Informer().HasSynced)
+		c.pods = pods.Lister()
+		c.factories = append(c.factories, f)
+	}
+	if cfg.Namespace != "" {
+		f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", coverage.RetainedConfigMap).String()
+			}))
+		cms := f.Core().V1().ConfigMaps().Informer()
+		_, _ = cms.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.setRetained(obj) },
+			UpdateFunc: func(_, obj any) { c.setRetained(obj) },
+			DeleteFunc: func(any) { c.retained.Store(nil); c.Trigger() },
+		})
+		c.synced = append(c.synced, cms.HasSynced)
+		c.factories = append(c.factories, f)
+	}
 	return c
+}
+
+// setRetained reads the CCM's ConfigMap of retained addresses. An invalid
+// one changes nothing: the addresses stay announced under the pools this
+// node remembers.
+func (c *Controller) setRetained(obj any) {
+	cm, ok := obj.(*corev1.ConfigMap)
+	if !ok {
+		return
+	}
+	cfg, err := coverage.ParseRetained(cm.Data)
+	if err != nil {
+		klog.Background().Error(err, "The CCM's retained addresses are invalid; keeping the previous ones")
+		return
+	}
+	c.retained.Store(cfg)
+	c.Trigger()
 }
 
 func indexByService(obj any) ([]string, error) {
@@ -176,15 +253,21 @@ func indexByService(obj any) ([]string, error) {
 // Start starts the informers and waits until their caches are filled, or
 // ctx ends. The informers run until ctx ends.
 func (c *Controller) Start(ctx context.Context) error {
-	c.factory.Start(ctx.Done())
+	for _, f := range c.factories {
+		f.Start(ctx.Done())
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return fmt.Errorf("waiting for the Service, Node and EndpointSlice caches: %w", context.Cause(ctx))
+		return fmt.Errorf("waiting for the Service, Node, EndpointSlice, announcer Pod and retained-address caches: %w", context.Cause(ctx))
 	}
 	return nil
 }
 
 // Shutdown waits for the informers to stop after ctx of Start ended.
-func (c *Controller) Shutdown() { c.factory.Shutdown() }
+func (c *Controller) Shutdown() {
+	for _, f := range c.factories {
+		f.Shutdown()
+	}
+}
 
 // Node returns this node's Node object from the cache.
 func (c *Controller) Node() (*corev1.Node, error) {
@@ -251,13 +334,30 @@ func (c *Controller) Run(ctx context.Context, members Members) {
 	defer t.Stop()
 	hold := time.NewTimer(0)
 	defer hold.Stop()
+	settle := time.NewTimer(time.Hour)
+	defer settle.Stop()
+	// Interface changes are as urgent as member changes: an owner that
+	// lost its interface hands over at once.
+	var health <-chan struct{}
+	if c.cfg.Health != nil {
+		health = c.cfg.Health.HealthChanges()
+	}
 	for {
 		c.reconcile(logger, members)
 		earliest := time.Now().Add(MinPassInterval)
+		if !c.wakeAt.IsZero() {
+			settle.Reset(time.Until(c.wakeAt))
+		} else {
+			settle.Reset(time.Hour)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-members.Changes():
+			continue
+		case <-health:
+			continue
+		case <-settle.C:
 			continue
 		case <-t.C:
 			continue
@@ -270,6 +370,7 @@ func (c *Controller) Run(ctx context.Context, members Members) {
 		case <-ctx.Done():
 			return
 		case <-members.Changes():
+		case <-health:
 		case <-hold.C:
 		}
 	}
@@ -300,6 +401,8 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		members.SetPeers(c.PeerIPs(self))
 	}
 
+	g := c.runGuard(logger, start, members, live, services, nodes)
+	c.wakeAt = g.wakeAt
 	snap := snapshot{
 		cloud:            c.cloud.Load(),
 		self:             c.cfg.NodeName,
@@ -308,6 +411,11 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		nodes:            nodes,
 		endpointNodes:    c.endpointNodes,
 		live:             live,
+		covered:          g.covered,
+		view:             g.view,
+		verdict:          &g.verdict,
+		announced:        c.announced,
+		settled:          g.settled,
 	}
 	decisions, mine := decide(snap)
 
@@ -334,10 +442,17 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 
 	c.recordChanges(logger, decisions, mine)
 	c.announced = mine
-	clear(c.owners)
+	owners := make(map[netip.Addr]string, len(decisions))
 	for ip, d := range decisions {
-		c.owners[ip] = d.owner
+		// An owner that holds the IP back does not announce it yet:
+		// whoever did before still counts as the one it takes over from.
+		if d.held != "" {
+			owners[ip] = c.owners[ip]
+			continue
+		}
+		owners[ip] = d.owner
 	}
+	c.owners = owners
 }
 
 // reconcileBGP gives the BGP speaker this node's peers and announcements.
@@ -468,6 +583,10 @@ func (c *Controller) recordChanges(logger klog.Logger, decisions map[netip.Addr]
 		switch {
 		case d == nil:
 			logger.Info("Withdrawn: no Service has the IP any more", "ip", ip)
+		case d.held != "":
+			logger.Info("Withdrawn: "+d.held, "ip", ip)
+		case d.disagree:
+			logger.Info("Withdrawn: the live announcers that share this node's definition of the pool are not a majority; another definition is being rolled out", "ip", ip, "pool", d.pool.Name)
 		case d.owner == "":
 			logger.Info("Withdrawn: no node may announce the IP", "ip", ip)
 			for _, svc := range d.services {

@@ -9,8 +9,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/agreement"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/coverage"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/eligibility"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/owner"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/quorum"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -28,6 +31,25 @@ type snapshot struct {
 	endpointNodes func(*corev1.Service) map[string]bool
 	// live are the names of the live announcers.
 	live map[string]bool
+
+	// What the split-brain guard adds. Each may be nil, which means: no
+	// guard (every pool agreed, every member can serve, this node may
+	// claim everything at once), as for a lone announcer in tests.
+
+	// covered is the pool of every status IP that has one (package
+	// coverage); nil means the cloud-config's pools only.
+	covered map[netip.Addr]coverage.Covered
+	// view is the live members' pool definitions (package agreement).
+	view agreement.View
+	// verdict says whether this node may claim at all (package quorum).
+	verdict *quorum.Verdict
+	// announced are the IPs this node announced after the last pass: it
+	// keeps those while it may claim; others it takes over only in a
+	// settled pool.
+	announced map[netip.Addr]announcer.Announcement
+	// settled says whether this node may take over IPs of the pool
+	// definition fp now (see Controller.settle).
+	settled func(fp uint32) bool
 }
 
 // ipDecision is the outcome for one IP.
@@ -36,7 +58,19 @@ type ipDecision struct {
 	services []*corev1.Service
 	// owner is the node that announces the IP, "" if none can.
 	owner string
+	// disagree means the live members that share this node's definition
+	// of the pool do not decide (package agreement): another definition
+	// does, or none, and this node neither knows nor announces the owner.
+	disagree bool
+	// held says why this node, the owner, does not announce the IP.
+	held string
 }
+
+// Why an owner holds an IP back.
+const (
+	heldNoQuorum = "this node may not claim IPs (split-brain guard)"
+	heldSettling = "the pool has just changed for this node; taking over after the settle time"
+)
 
 // group collects, for every IP of a pool of the given protocol that a
 // LoadBalancer Service has in its status, the pool and the Services.
@@ -56,7 +90,7 @@ func group(s snapshot, protocol config.Protocol) map[netip.Addr]*ipDecision {
 			ip = ip.Unmap()
 			d := decisions[ip]
 			if d == nil {
-				pool := poolOf(s.cloud, ip)
+				pool := s.poolOf(ip)
 				if pool == nil || pool.Protocol != protocol {
 					continue
 				}
@@ -93,28 +127,57 @@ func serviceNames(d *ipDecision) []types.NamespacedName {
 	return out
 }
 
+// poolOf returns the pool ip is announced under, or nil.
+func (s snapshot) poolOf(ip netip.Addr) *config.Pool {
+	if s.covered != nil {
+		return s.covered[ip].Pool
+	}
+	return poolOf(s.cloud, ip)
+}
+
+// poolCandidates are the nodes that may own a pool's IPs before any
+// Service's endpoints are looked at, and what the guard says of the pool.
+type poolCandidates struct {
+	names    []string
+	disagree bool
+	fp       uint32
+}
+
 // decide computes, for every IP in a layer2 pool that a LoadBalancer
 // Service has in its status, which node announces it, and returns the
 // decisions with the announcements this node must make.
+//
+// The candidates for a pool's IPs are the live members that are eligible
+// (package eligibility), share this node's definition of the pool and can
+// serve it (package agreement); none when the members sharing it do not
+// decide. The owner is chosen among them (package owner). This node
+// announces the IPs it owns while it may claim (package quorum): those it
+// announced already at once, others once the pool is settled.
 func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.Announcement) {
 	decisions := group(s, config.Layer2)
 
 	// Which nodes may announce a pool's IPs does not depend on the
 	// Service, so it is worked out once per pool and pass.
-	poolNodes := map[*config.Pool][]string{}
+	poolNodes := map[*config.Pool]poolCandidates{}
 	mine := map[netip.Addr]announcer.Announcement{}
 	for ip, d := range decisions {
-		if _, ok := poolNodes[d.pool]; !ok {
-			var names []string
-			for _, n := range s.nodes {
-				if s.live[n.Name] && eligibility.NodeEligible(n, d.pool) {
-					names = append(names, n.Name)
-				}
-			}
-			poolNodes[d.pool] = names
+		pc, ok := poolNodes[d.pool]
+		if !ok {
+			pc = s.candidatesOf(d.pool)
+			poolNodes[d.pool] = pc
 		}
-		d.owner = owner.Pick(ip, candidates(s, d, poolNodes[d.pool]))
+		d.disagree = pc.disagree
+		d.owner = owner.Pick(ip, candidates(s, d, pc.names))
 		if d.owner != s.self {
+			continue
+		}
+		_, before := s.announced[ip]
+		switch {
+		case s.verdict != nil && !s.verdict.Claim:
+			d.held = heldNoQuorum
+			continue
+		case !before && s.settled != nil && !s.settled(pc.fp):
+			d.held = heldSettling
 			continue
 		}
 		ifaces := d.pool.Interfaces
@@ -127,6 +190,27 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 		mine[ip] = announcer.Announcement{Pool: d.pool.Name, Interfaces: ifaces, Services: serviceNames(d)}
 	}
 	return decisions, mine
+}
+
+// candidatesOf works out poolCandidates for pool.
+func (s snapshot) candidatesOf(pool *config.Pool) poolCandidates {
+	var pc poolCandidates
+	servable := func(string) bool { return true }
+	if s.view != nil {
+		pc.fp = agreement.Fingerprint(pool)
+		g := s.view.Group(pc.fp)
+		if !g.Decides {
+			pc.disagree = true
+			return pc
+		}
+		servable = func(n string) bool { return g.Servable[n] }
+	}
+	for _, n := range s.nodes {
+		if s.live[n.Name] && servable(n.Name) && eligibility.NodeEligible(n, pool) {
+			pc.names = append(pc.names, n.Name)
+		}
+	}
+	return pc
 }
 
 // decideBGP returns the IPs of bgp pools this node announces: every IP

@@ -9,6 +9,17 @@
 // announcers (package membership), and the owner among them (package
 // owner). The IPs this node owns go to the layer2 Announcer.
 //
+// The split-brain guard (guard.go) narrows that choice: the pool of each
+// address in use comes from the cloud-config, else the CCM's retained
+// addresses, else this node's memory (package coverage); only the live
+// members that share this node's definition of a pool, and can serve it,
+// are candidates, and only when they are the majority (package agreement,
+// over the metadata this node publishes, package nodemeta); and this node
+// announces nothing unless it sees a majority of the announcers the API
+// expects (package quorum). A node whose standing for a pool just changed
+// waits SettleTime before taking its IPs over, so that the nodes that held
+// them withdraw first.
+//
 // Recomputing everything is deliberate: a DaemonSet sees at most a few
 // thousand Services, a full pass costs milliseconds, and it leaves no
 // per-object state to get out of step. Changes arriving during a pass are

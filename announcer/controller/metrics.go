@@ -20,6 +20,12 @@ var (
 		Help:           "Passes computing the desired announcements, by result (ok or error).",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
+	quorumClaims = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace:      "baremetal_announcer",
+		Name:           "quorum",
+		Help:           "1 when the split-brain guard lets this node claim layer2 IPs (it sees a majority of the announcers and hears from them), 0 when it claims none.",
+		StabilityLevel: metrics.ALPHA,
+	})
 	reconcileDuration = metrics.NewHistogram(&metrics.HistogramOpts{
 		Namespace:      "baremetal_announcer",
 		Name:           "reconcile_duration_seconds",
@@ -35,6 +41,6 @@ var registerOnce sync.Once
 // registry served on /metrics.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(announcedIPs, reconciles, reconcileDuration)
+		legacyregistry.MustRegister(announcedIPs, reconciles, reconcileDuration, quorumClaims)
 	})
 }

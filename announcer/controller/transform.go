@@ -18,8 +18,24 @@ func strip(obj any) (any, error) {
 		stripNode(o)
 	case *discoveryv1.EndpointSlice:
 		stripEndpointSlice(o)
+	case *corev1.Pod:
+		stripPod(o)
 	}
 	return obj, nil
+}
+
+// stripPod keeps what the split-brain guard reads of an announcer Pod: its
+// node, phase and Ready condition.
+func stripPod(p *corev1.Pod) {
+	keepMeta(&p.ObjectMeta, nil)
+	p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName}
+	var ready []corev1.PodCondition
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			ready = []corev1.PodCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	p.Status = corev1.PodStatus{Phase: p.Status.Phase, Conditions: ready}
 }
 
 // keepMeta keeps the identity an event needs (name, namespace, UID,
