@@ -48,6 +48,7 @@ type Options struct {
 	MemberlistSecret          string
 	MemberlistSecretNamespace string
 	Namespace                 string
+	AnnouncerPodSelector      string
 	HandoverDelay             time.Duration
 	Profiling                 bool
 	Logs                      *logsapi.LoggingConfiguration
@@ -93,7 +94,8 @@ speaker that dials out (it does not listen on port 179).`,
 	fs.IntVar(&o.MemberlistBindPort, "memberlist-bind-port", membership.DefaultPort, "TCP and UDP port for memberlist gossip among announcers.")
 	fs.StringVar(&o.MemberlistSecret, "memberlist-secret", "", "Name of the Secret whose '"+keyring.PrimaryKey+"' encrypts memberlist gossip, and whose '"+keyring.AcceptedKey+"-*' keys are also accepted (for a key rotation; the Secret is followed live). Empty means no encryption (tests only).")
 	fs.StringVar(&o.MemberlistSecretNamespace, "memberlist-secret-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of --memberlist-secret. Default $POD_NAMESPACE.")
-	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The announcer's namespace, where it reads the Secrets named by peers' password-secret. Default $POD_NAMESPACE.")
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The announcer's namespace, where it reads the Secrets named by peers' password-secret, its own Pods and the CCM's ConfigMap baremetal-retained-addresses. Default $POD_NAMESPACE.")
+	fs.StringVar(&o.AnnouncerPodSelector, "announcer-pod-selector", DefaultAnnouncerPodSelector, "Label selector of the announcer Pods in --namespace: the nodes that have one are the announcers the split-brain guard expects to hear from. Empty means every Node (for announcers not run by the DaemonSet).")
 	fs.DurationVar(&o.HandoverDelay, "handover-delay", time.Second, "On SIGTERM, how long to keep answering after leaving the membership, while the new owners announce themselves.")
 	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go profiles on /debug/pprof/ of --metrics-bind-address, to the users authorized for it.")
 	o.serving.AddFlags(fs)
@@ -216,7 +218,11 @@ func Run(ctx context.Context, o *Options) error {
 		DefaultInterface: func() (string, error) {
 			return layer2.InterfaceWithAddr(nodeIP)
 		},
+		Namespace:         o.Namespace,
+		AnnouncerSelector: o.AnnouncerPodSelector,
+		Health:            l2,
 	})
+	wireGuard(logger, l2, ctrl)
 	// The informers outlive ctx by design: during the handover delay
 	// nothing reads them, and they stop when Run returns.
 	informerCtx, stopInformers := context.WithCancel(klog.NewContext(context.Background(), logger))
@@ -253,6 +259,7 @@ func Run(ctx context.Context, o *Options) error {
 		BindAddr: nodeIP,
 		BindPort: o.MemberlistBindPort,
 		Keys:     keys,
+		Meta:     initialMeta(),
 		Logger:   logger.WithName("membership"),
 	})
 	if err != nil {
