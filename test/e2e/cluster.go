@@ -169,6 +169,73 @@ func (c *Cluster) CreateNode(h *lab.Host) {
 	}
 	name := h.Name()
 	c.T.Cleanup(func() { _ = c.CS.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	c.CreateAnnouncerPod(name)
+}
+
+// AnnouncerPodLabels are the labels of the DaemonSet's Pods, which the
+// announcer's split-brain guard looks for (--announcer-pod-selector).
+var AnnouncerPodLabels = map[string]string{"app.kubernetes.io/name": "baremetal-announcer"}
+
+// announcerPodName is the name of node's announcer Pod object.
+func announcerPodName(node string) string { return "baremetal-announcer-" + node }
+
+// CreateAnnouncerPod (re)creates the Pod object that the DaemonSet would
+// have on node, Running and Ready: the split-brain guard counts the nodes
+// with one as the announcers it expects. No kubelet runs here, so the Pod
+// is only an API object; the announcer itself is the process in the
+// node's namespace.
+func (c *Cluster) CreateAnnouncerPod(node string) {
+	c.T.Helper()
+	pods := c.CS.CoreV1().Pods(SystemNamespace)
+	name := announcerPodName(node)
+	zero := int64(0)
+	_ = pods.Delete(c.Ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(c.opts.PollEvery) {
+		if _, err := pods.Get(c.Ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			break
+		}
+	}
+	no := false
+	p, err := pods.Create(c.Ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: AnnouncerPodLabels},
+		Spec: corev1.PodSpec{
+			NodeName:                     node,
+			ServiceAccountName:           serviceAccount,
+			AutomountServiceAccountToken: &no,
+			Containers:                   []corev1.Container{{Name: "announcer", Image: "baremetal-announcer"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	c.T.Cleanup(func() {
+		_ = c.CS.CoreV1().Pods(SystemNamespace).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	})
+	c.setPodReady(p, true)
+}
+
+// SetAnnouncerPodReady sets the Ready condition of node's announcer Pod,
+// as the kubelet does when the container starts or dies.
+func (c *Cluster) SetAnnouncerPodReady(node string, ready bool) {
+	c.T.Helper()
+	p, err := c.CS.CoreV1().Pods(SystemNamespace).Get(c.Ctx, announcerPodName(node), metav1.GetOptions{})
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	c.setPodReady(p, ready)
+}
+
+func (c *Cluster) setPodReady(p *corev1.Pod, ready bool) {
+	c.T.Helper()
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st, LastTransitionTime: metav1.Now()}}
+	if _, err := c.CS.CoreV1().Pods(SystemNamespace).UpdateStatus(c.Ctx, p, metav1.UpdateOptions{}); err != nil {
+		c.T.Fatal(err)
+	}
 }
 
 // SetNodeReady sets the Ready condition of a node.
