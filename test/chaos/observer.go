@@ -132,6 +132,9 @@ type observer struct {
 
 	lastStatusChange time.Time
 	statusChanges    int
+	// nonLBWrites counts the CCM's annotation writes seen on Services
+	// that want no load balancer, the first of which is no violation.
+	nonLBWrites int
 }
 
 func newObserver(configs *configHistory, opIndex func() int) *observer {
@@ -191,6 +194,7 @@ func (o *observer) Observe(s *corev1.Service) {
 	isLB := s.Spec.Type == corev1.ServiceTypeLoadBalancer
 	if st.known && foreign != st.foreignAnn && !isLB && st.lastNonLB {
 		st.foreignChanges++
+		o.nonLBWrites++
 		if st.foreignChanges >= 2 {
 			o.report(vRetryLeak+"/"+s.Name, violation{Kind: vRetryLeak, Hole: "4", Service: s.Name,
 				Detail: fmt.Sprintf("type %s, yet the CCM changed its annotations %d times since (now %s)", s.Spec.Type, st.foreignChanges, foreign)})
@@ -362,6 +366,14 @@ func (o *observer) Quiet() (time.Time, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.lastStatusChange, o.statusChanges
+}
+
+// NonLBWrites returns how many CCM annotation writes were seen on Services
+// that want no load balancer.
+func (o *observer) NonLBWrites() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.nonLBWrites
 }
 
 // Violations returns the violations recorded and the count per kind.

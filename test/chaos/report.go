@@ -44,6 +44,8 @@ func (r *run) summary(binary string, wall time.Duration) string {
 	} else {
 		b.WriteString("allocator state not exported (CCM before contract C3)\n")
 	}
+	_, changes := r.obs.Quiet()
+	fmt.Fprintf(&b, "status changes seen: %d; CCM annotation writes on Services that want no load balancer: %d\n", changes, r.obs.NonLBWrites())
 	fmt.Fprintf(&b, "waiting for an address at the end: %d; config stale at the end: %v\n", q.Pending, q.Stale)
 	for _, n := range r.notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
