@@ -17,7 +17,8 @@ import (
 // Arping asks the LAN who has ip, from the host's eth0, and returns the MAC
 // of every distinct answer that arrives within wait, in order of arrival.
 // For IPv4 it sends one ARP request (like `arping -c 1`), for IPv6 one
-// neighbour solicitation to the solicited-node multicast group. Unlike the
+// neighbour solicitation to the solicited-node multicast group; only
+// replies to it count, not gratuitous ARP or unsolicited advertisements. Unlike the
 // kernel's neighbour table, which keeps one answer, the list shows when
 // two nodes answer for the same VIP. No answer is an empty list, not an
 // error. It needs no arping binary.
@@ -126,8 +127,11 @@ func (h *Host) ndpWhoHas(ctx context.Context, ip netip.Addr) ([]net.HardwareAddr
 			}
 			continue
 		}
+		// Only answers to our solicitation: an unsolicited advertisement
+		// (a takeover, to all nodes) during the wait is an announcement,
+		// not an answer, as arpWhoHas leaves out gratuitous replies.
 		na, ok := msg.(*ndp.NeighborAdvertisement)
-		if !ok || na.TargetAddress != ip {
+		if !ok || na.TargetAddress != ip || !na.Solicited {
 			continue
 		}
 		for _, o := range na.Options {
