@@ -531,12 +531,25 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 }
 
 // quoteKey quotes a mapping key for an error, to follow "key", unless it
-// may be a secret.
+// may be a secret: a key where secrets are that is none of the keys
+// known there.
 func (d *decoder) quoteKey(path, key string) string {
-	if secretPath(path) {
+	if secretPath(path) && !isPeerKey(key) {
 		return hidden(key)
 	}
 	return strconv.Quote(key)
+}
+
+// isPeerKey says whether key is one of a peer's keys or password-secret's.
+func isPeerKey(key string) bool {
+	for _, t := range []reflect.Type{reflect.TypeOf(Peer{}), reflect.TypeOf(SecretKeyRef{})} {
+		for _, f := range fields(t) {
+			if f.name == key {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (d *decoder) walkMap(n *yaml.Node, v reflect.Value, path string) bool {
