@@ -27,7 +27,13 @@ func TestWatchFileReportsEachNewContentOnce(t *testing.T) {
 		t.Fatalf("baseline reported as a change: %q", v)
 	default:
 	}
-	if err := os.WriteFile(path, []byte("v2"), 0o644); err != nil {
+	// Replaced in one step, as a ConfigMap volume does: os.WriteFile
+	// truncates first, and a poll in between would see an empty file.
+	next := path + ".new"
+	if err := os.WriteFile(next, []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, path); err != nil {
 		t.Fatal(err)
 	}
 	select {
