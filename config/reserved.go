@@ -13,16 +13,16 @@ import (
 // local link. The allocator hands out a pool's addresses from the lowest
 // up, so a pool such as 0.0.0.0/0 would give out 0.0.0.0 first.
 type specialRange struct {
-	what string
-	r    netipx.IPRange
+	what, text string
+	r          netipx.IPRange
 }
 
 func mustRange(what, s string) specialRange {
-	return specialRange{what, netipx.MustParseIPRange(s)}
+	return specialRange{what, s, netipx.MustParseIPRange(s)}
 }
 
 func mustPrefix(what, s string) specialRange {
-	return specialRange{what, netipx.RangeOfPrefix(netip.MustParsePrefix(s))}
+	return specialRange{what, s, netipx.RangeOfPrefix(netip.MustParsePrefix(s))}
 }
 
 // specialRanges are from the IANA special-purpose address registries
@@ -50,16 +50,8 @@ var specialRanges = []specialRange{
 func checkSpecial(r netipx.IPRange) string {
 	for _, s := range specialRanges {
 		if r.Overlaps(s.r) {
-			return fmt.Sprintf("overlaps %s %s; a pool must hold only unicast addresses that the network routes to the nodes", s.what, rangeString(s.r))
+			return fmt.Sprintf("overlaps %s %s; a pool must hold only unicast addresses that the network routes to the nodes", s.what, s.text)
 		}
 	}
 	return ""
-}
-
-// rangeString writes r as a CIDR when it is one.
-func rangeString(r netipx.IPRange) string {
-	if p, ok := r.Prefix(); ok {
-		return p.String()
-	}
-	return r.String()
 }
