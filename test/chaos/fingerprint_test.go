@@ -69,7 +69,7 @@ func TestParseAllocatorState(t *testing.T) {
 
 func TestPoolTotalsMatchTheConfig(t *testing.T) {
 	text := `# HELP baremetal_loadbalancer_pool_addresses_total [ALPHA] ...
-baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="alpha"} 16
+baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="alpha"} 8
 baremetal_loadbalancer_pool_addresses_total{family="IPv6",pool="alpha"} 8
 baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="beta"} 8
 baremetal_loadbalancer_pool_addresses_total{family="IPv4",pool="pinned"} 8

@@ -66,9 +66,10 @@ func withPorts(ps ...int32) func(*corev1.Service) {
 	return func(s *corev1.Service) { s.Spec.Ports = servicePorts(ps) }
 }
 
-// testConfig is a config over the short profile's block table: alpha
-// (auto-assign) 192.0.2.0-192.0.2.15 and 2001:db8:c4a0::-2001:db8:c4a0::7,
-// pinned (not auto-assign) 203.0.113.0-203.0.113.7.
+// testConfig is the short profile's first config: alpha (auto-assign)
+// 192.0.2.0-192.0.2.7 and 2001:db8:c4a0::-2001:db8:c4a0::7, beta
+// (auto-assign) 198.51.100.0-198.51.100.7, pinned (not auto-assign)
+// 203.0.113.0-203.0.113.7 and 2001:db8:c4a0::8-2001:db8:c4a0::f.
 func testConfig() *cloudConfig {
 	return shortProfile().initialConfig()
 }

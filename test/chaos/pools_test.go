@@ -35,6 +35,7 @@ func TestConfigEditsAreWhatTheyClaim(t *testing.T) {
 
 func TestRenderMergesAdjacentBlocks(t *testing.T) {
 	c := testConfig()
+	c.Pools[0].Blocks = append(c.Pools[0].Blocks, 1) // 192.0.2.8/29, next to alpha's first
 	got := c.render()
 	for _, want := range []string{
 		"- name: alpha\n  protocol: layer2\n  addresses:\n  - 192.0.2.0-192.0.2.15\n  - 2001:db8:c4a0::-2001:db8:c4a0::7\n",

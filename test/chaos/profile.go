@@ -75,7 +75,7 @@ func shortProfile() *profile {
 		},
 		V4Bits: v4Bits, V6Bits: v6Bits,
 		Initial: []poolSpec{
-			{Name: "alpha", AutoAssign: true, Blocks: []int{0, 1, v6Block(v4Bits, 0)}},
+			{Name: "alpha", AutoAssign: true, Blocks: []int{0, v6Block(v4Bits, 0)}},
 			{Name: "beta", AutoAssign: true, Blocks: []int{perNet}},
 			{Name: "pinned", AutoAssign: false, Blocks: []int{2 * perNet, v6Block(v4Bits, 1)}},
 		},

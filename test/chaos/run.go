@@ -381,7 +381,7 @@ func (r *run) drawEdit(kind string) (func(*corev1.Service), string) {
 	case opEditPool:
 		p := ""
 		if r.r.IntN(10) >= 3 {
-			p = poolNames[r.r.IntN(len(poolNames))]
+			p = drawPoolName(r.r, r.cfg)
 		}
 		return setAnnotation(annPool, p), annPool + "=" + p
 	case opEditPorts:

@@ -202,7 +202,7 @@ func newService(r *rand.Rand, p *profile, name string, cfg *cloudConfig) *corev1
 	s.Spec.IPFamilyPolicy = &fc.Policy
 	s.Spec.IPFamilies = slices.Clone(fc.Families)
 	if r.IntN(100) < p.PinnedPercent {
-		s.Annotations[annPool] = poolNames[r.IntN(len(poolNames))]
+		s.Annotations[annPool] = drawPoolName(r, cfg)
 	}
 	if k := shareValues[r.IntN(len(shareValues))]; k != "" {
 		s.Annotations[annShare] = k
@@ -239,4 +239,13 @@ func drawIP(r *rand.Rand, cfg *cloudConfig, v4 bool) (netip.Addr, bool) {
 		a = a.Next()
 	}
 	return a, true
+}
+
+// drawPoolName picks a pool name to ask for: mostly one the config has, at
+// times any name, so that some Services wait for a pool that may come.
+func drawPoolName(r *rand.Rand, cfg *cloudConfig) string {
+	if r.IntN(4) == 0 || len(cfg.Pools) == 0 {
+		return poolNames[r.IntN(len(poolNames))]
+	}
+	return cfg.Pools[r.IntN(len(cfg.Pools))].Name
 }
