@@ -43,6 +43,11 @@
 //
 //	address-pools[1].addresses[0]: "192.168.1.300-192.168.1.310" is not an IP range: ParseAddr("192.168.1.300"): IPv4 field has value >255 (line 11)
 //
+// Parse also refuses pools that overlap special-purpose address space or
+// hold a BGP peer's address, never quotes what may be a secret, and
+// cannot be stalled: YAML aliases are refused and the work is bounded
+// before parsing (limits.go). Valid but odd files carry Warnings.
+//
 // Where this package is stricter than MetalLB v0.12 it is to refuse
 // configurations that would silently do something other than what was
 // meant: a CIDR with host bits set (MetalLB masked it), a hold-time below
