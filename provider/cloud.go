@@ -35,6 +35,9 @@ func init() {
 		if err != nil {
 			return nil, fmt.Errorf("--cloud-config is invalid:\n%w", err)
 		}
+		for _, w := range cfg.Warnings {
+			klog.InfoS("Warning in --cloud-config", "warning", w)
+		}
 		return New(cfg), nil
 	})
 }

@@ -84,5 +84,8 @@ func (c *Cloud) Reconfigure(ctx context.Context, data []byte) error {
 	c.mu.Unlock()
 	configReloads.WithLabelValues("applied").Inc()
 	klog.FromContext(ctx).Info("Applied a new cloud-config", "pools", len(cfg.Pools))
+	for _, w := range cfg.Warnings {
+		klog.FromContext(ctx).Info("Warning in --cloud-config", "warning", w)
+	}
 	return nil
 }

@@ -165,6 +165,9 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cloud.Warnings {
+		logger.Info("Warning in --cloud-config", "warning", w)
+	}
 	restCfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return err

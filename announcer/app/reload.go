@@ -30,5 +30,8 @@ func watchConfig(ctx context.Context, path string, apply func(*config.Config) er
 			return
 		}
 		logger.Info("Applied a new cloud-config", "pools", len(cfg.Pools), "peers", len(cfg.Peers))
+		for _, w := range cfg.Warnings {
+			logger.Info("Warning in --cloud-config", "warning", w)
+		}
 	})
 }
