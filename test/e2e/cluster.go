@@ -295,6 +295,9 @@ func (c *Cluster) StartAnnouncerWith(h *lab.Host, configFile string) *process.Pr
 		"--node-name=" + h.Name(),
 		"--memberlist-secret=" + memberlistName,
 		"--memberlist-secret-namespace=" + SystemNamespace,
+		// The DaemonSet's POD_NAMESPACE: where the announcer finds its
+		// Pods and the CCM's retained addresses.
+		"--namespace=" + SystemNamespace,
 		"--metrics-bind-address=127.0.0.1:7472",
 		"--v=2",
 	}
