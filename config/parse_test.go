@@ -280,6 +280,19 @@ func TestPeerErrors(t *testing.T) {
 			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: a}}]}\n" +
 			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: a}}]}\n",
 			[]string{`peers[1]: peer 203.0.113.1 port 179 is already peers[0]`}},
+		{"duplicate peer, same selectors after another rack", "peers:\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: a}}]}\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: b}}]}\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: b}}]}\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: a}}]}\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2}\n",
+			[]string{`peers[2]: peer 203.0.113.1 port 179 is already peers[1]`, `peers[3]: peer 203.0.113.1 port 179 is already peers[0]`,
+				`peers[4]: peer 203.0.113.1 port 179 is already peers[0]`}},
+		{"duplicate peer, selectors after none", "peers:\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: a}}]}\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2}\n" +
+			"- {peer-address: 203.0.113.1, peer-asn: 1, my-asn: 2, node-selectors: [{match-labels: {rack: b}}]}\n",
+			[]string{`peers[1]: peer 203.0.113.1 port 179 is already peers[0]`, `peers[2]: peer 203.0.113.1 port 179 is already peers[1]`}},
 		{"bad bfd-profiles", "bfd-profiles:\n- name: a\n- name: a\n- receive-interval: 10\n",
 			[]string{`bfd-profiles[1].name: "a" is also the name of bfd-profiles[0] (line 3)`, `bfd-profiles[2].name: must not be empty (line 4)`}},
 	}

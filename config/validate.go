@@ -178,10 +178,12 @@ func (v *validator) peers() {
 	// pattern; two peers are only duplicates when they apply to the same
 	// nodes: one of them has no node-selectors, or both the same ones.
 	// Each map holds the first peer of its kind, so that the check is
-	// linear in the number of peers.
+	// linear in the number of peers; selectors are only compared, and
+	// rendered as a key, once a second peer shares an address and port.
 	first := map[peerKey]int{}             // any peer
 	firstBare := map[peerKey]int{}         // a peer with no node-selectors
 	firstSelected := map[selectedKey]int{} // a peer with these node-selectors
+	compared := map[peerKey]bool{}         // first's peer is in firstSelected
 	for i := range v.c.Peers {
 		p := &v.c.Peers[i]
 		path := indexPath("peers", i)
@@ -191,6 +193,19 @@ func (v *validator) peers() {
 		}
 		k := peerKey{p.Address, p.PeerPort}
 		j, dup := first[k]
+		if !dup {
+			first[k] = i
+			if len(p.NodeSelectors) == 0 {
+				firstBare[k] = i
+			}
+			continue
+		}
+		if !compared[k] {
+			compared[k] = true
+			if q := &v.c.Peers[j]; len(q.NodeSelectors) > 0 {
+				firstSelected[selectedKey{k, selectorsKey(q.NodeSelectors)}] = j
+			}
+		}
 		if len(p.NodeSelectors) > 0 {
 			sk := selectedKey{k, selectorsKey(p.NodeSelectors)}
 			j, dup = firstBare[k]
@@ -202,9 +217,6 @@ func (v *validator) peers() {
 			}
 		} else if _, ok := firstBare[k]; !ok {
 			firstBare[k] = i
-		}
-		if _, ok := first[k]; !ok {
-			first[k] = i
 		}
 		if dup {
 			v.errorf(path, "peer %s port %d is already peers[%d]; give the two different node-selectors if each serves different nodes", p.Address, p.PeerPort, j)
