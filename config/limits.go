@@ -23,9 +23,11 @@ import "fmt"
 // limit of a ConfigMap.
 const MaxFileSize = 1 << 20
 
-// maxEntries bounds the YAML entries a file may have. A config with a
-// thousand pools and peers has about 10,000; parsing 50,000 worst-case
-// entries takes about 50 ms on a 2-core machine.
+// maxEntries bounds the YAML entries a file may have. MetalLB's example
+// pool is 6 entries, and testdata/full-example.yaml, with every key, 139:
+// this is room for well over a thousand pools. At the limit, the slowest
+// input found (BenchmarkParseWorstCase) takes 20 to 60 ms of CPU on the
+// 2-core CI machine.
 const maxEntries = 10000
 
 // maxProblems is how many problems Parse lists, and maxMessage how long
@@ -61,8 +63,9 @@ func checkSize(data []byte) string {
 //   - "..." (a document end, after which a new document may start).
 //
 // Every node but a document's root follows one of these, and each of them
-// starts at most three nodes ("- a: b" starts a mapping, a key and a
-// value), so the parser builds at most about 3*yamlEntries + 1 nodes.
+// starts at most a few nodes ("- a: b" starts a mapping, a key and a
+// value): FuzzYAMLEntries holds the parser to maxNodesPerEntry nodes per
+// entry, plus the first document and its root.
 // Counting a character that is really inside a quoted scalar or a comment
 // only makes the bound looser; the one thing skipped, comment lines, is
 // skipped only where it provably holds no node.
