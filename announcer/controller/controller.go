@@ -98,7 +98,8 @@ type Config struct {
 	Namespace string
 	// AnnouncerSelector is a label selector of the announcer Pods in
 	// Namespace. The nodes that have one are the voters of the
-	// split-brain guard (package quorum). Empty means every Node.
+	// split-brain guard (package quorum). Empty, or matching no Pod,
+	// means every Node.
 	AnnouncerSelector string
 	// Health says which interfaces the layer2 announcer can use; a node
 	// that can use none of a pool's tells the others, which pass it over

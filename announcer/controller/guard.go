@@ -66,10 +66,15 @@ type guard struct {
 	// dropped is the number of pools left out of the metadata, logged
 	// when it changes.
 	dropped int
+	// byPod says whether the voters came from announcer Pods at the last
+	// pass (see expectedAnnouncers); it starts true so that the fallback
+	// is logged.
+	byPod bool
 }
 
 func newGuard() *guard {
 	return &guard{
+		byPod:    true,
 		decides:  map[uint32]bool{},
 		servable: map[uint32]bool{},
 		since:    map[uint32]time.Time{},
@@ -166,11 +171,18 @@ func (c *Controller) runGuard(logger klog.Logger, now time.Time, members Members
 		p.view[c.cfg.NodeName] = &meta
 	}
 
+	expected, byPod := c.expectedAnnouncers(nodes)
+	if c.pods != nil && byPod != g.byPod {
+		if !byPod {
+			logger.Info("WARNING: no announcer Pod matches --announcer-pod-selector; every Node counts as an announcer for the split-brain guard", "selector", c.cfg.AnnouncerSelector)
+		}
+		g.byPod = byPod
+	}
 	p.verdict = quorum.Decide(quorum.Input{
 		Self:     c.cfg.NodeName,
-		Expected: c.expectedAnnouncers(nodes),
+		Expected: expected,
 		Members:  live,
-		Gone:     c.goneFunc(nodes, left),
+		Gone:     c.goneFunc(nodes, left, byPod),
 		Contact:  contact,
 	})
 	if p.verdict.Claim != g.claim || p.verdict.Reason != g.reason {
@@ -249,22 +261,27 @@ func (c *Controller) canServe(pool *config.Pool, usable map[string]bool) bool {
 }
 
 // expectedAnnouncers are the nodes the API expects to run an announcer:
-// those with an announcer Pod, or every Node without a Pod selector.
-func (c *Controller) expectedAnnouncers(nodes []*corev1.Node) []string {
-	var out []string
-	if c.pods == nil {
-		for _, n := range nodes {
-			out = append(out, n.Name)
+// those with an announcer Pod, or every Node without a Pod selector. When
+// the selector matches no Pod at all, the announcers do not run as the
+// DaemonSet (a demo, a test, a selector that does not fit the Pods'
+// labels), and every Node counts too; this node is one of the selected
+// Pods whenever it runs as the DaemonSet, so that never happens there.
+func (c *Controller) expectedAnnouncers(nodes []*corev1.Node) (names []string, byPod bool) {
+	if c.pods != nil {
+		pods, _ := c.pods.List(everything)
+		for _, p := range pods {
+			if p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				names = append(names, p.Spec.NodeName)
+			}
 		}
-		return out
-	}
-	pods, _ := c.pods.List(everything)
-	for _, p := range pods {
-		if p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			out = append(out, p.Spec.NodeName)
+		if len(names) > 0 {
+			return names, true
 		}
 	}
-	return out
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	return names, false
 }
 
 // goneFunc says why an expected announcer that is not a live member is
@@ -272,7 +289,7 @@ func (c *Controller) expectedAnnouncers(nodes []*corev1.Node) []string {
 // (Unknown included: for a member that is also missing from gossip, the
 // kubelet's silence confirms the death), or its announcer Pod is not
 // Ready or is being deleted.
-func (c *Controller) goneFunc(nodes []*corev1.Node, left map[string]bool) func(string) string {
+func (c *Controller) goneFunc(nodes []*corev1.Node, left map[string]bool, byPod bool) func(string) string {
 	byName := make(map[string]*corev1.Node, len(nodes))
 	for _, n := range nodes {
 		byName[n.Name] = n
@@ -288,7 +305,7 @@ func (c *Controller) goneFunc(nodes []*corev1.Node, left map[string]bool) func(s
 		if !readyTrue(n) {
 			return "Node is not Ready"
 		}
-		if c.pods != nil {
+		if byPod {
 			pods, _ := c.pods.List(everything)
 			var ready bool
 			for _, p := range pods {

@@ -309,3 +309,14 @@ func TestRecordConflict(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardWithoutAnnouncerPodsCountsNodes: announcers that do not run as
+// the DaemonSet (no Pod matches the selector) count every Node as a voter.
+func TestGuardWithoutAnnouncerPodsCountsNodes(t *testing.T) {
+	const vip = "203.0.113.200"
+	o := ownerAmong(vip, "node1", "node2")
+	members := &viewMembers{fakeMembers: newFakeMembers("node1", "node2"), contact: true}
+	_, l2, _, _ := runGuarded(t, o, members, readyNode("node1", nil, "203.0.113.11"), readyNode("node2", nil, "203.0.113.12"),
+		lbService("ns", "web", corev1.ServiceExternalTrafficPolicyCluster, vip))
+	waitIPs(t, l2, vip)
+}
