@@ -194,7 +194,7 @@ func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, erro
 	svc := &req.Service
 	current := a.held[svc.Key]
 	var chosen []netip.Addr
-	var origins []string
+	origins := make([]string, 0, 2) // one per family; kept on the stack
 	var shortfall *Error
 	for i, f := range req.Families {
 		addr, origin, err := a.choose(&req, f, current)
@@ -239,10 +239,12 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 		if FamilyOf(addr) != f || (want.IsValid() && addr != want) {
 			continue
 		}
-		if a.keeps(req, addr) == nil {
+		use := a.inUse[addr]
+		h := use.users[svc.Key]
+		if a.keeps(req, addr, use, h) == nil {
 			// A Service now pinned to the pool containing its address holds
 			// it as that pool's from now on.
-			origin := a.inUse[addr].users[svc.Key].origin
+			origin := h.origin
 			if req.Pool != "" {
 				origin = req.Pool
 			}
@@ -300,10 +302,9 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 // and restrictions are not checked: a config edit never takes an address
 // away (such an address is retained). The requested-IP and family checks
 // are made by choose.
-func (a *Allocator) keeps(req *Request, addr netip.Addr) *Error {
+func (a *Allocator) keeps(req *Request, addr netip.Addr, use *ipUse, h *holder) *Error {
 	svc := &req.Service
-	use := a.inUse[addr]
-	if req.Pool != "" && use.users[svc.Key].origin != req.Pool && (use.pool == nil || use.pool.name() != req.Pool) {
+	if req.Pool != "" && h.origin != req.Pool && (use.pool == nil || use.pool.name() != req.Pool) {
 		return errorf(ReasonNotInPool, "IP %s of service %s is not from the requested pool %q", addr, svc.Key, req.Pool)
 	}
 	return compatible(svc, addr, use)
@@ -430,14 +431,16 @@ func (a *Allocator) containing(addr netip.Addr) *pool {
 	return nil
 }
 
-// assign records that svc holds addr, given from the pool named origin.
+// assign records that svc holds addr, given from the pool named origin;
+// "" means the pool that contains it, if any (for an address taken from
+// status, whose origin is not known).
 func (a *Allocator) assign(svc *Service, addr netip.Addr, origin string) {
 	use := a.inUse[addr]
 	if use == nil {
 		use = &ipUse{users: make(map[string]*holder, 1)}
 		if p := a.containing(addr); p != nil {
 			use.last = p.cfg
-			if p.cfg.Assignable(addr) {
+			if !p.cfg.AvoidBuggyIPs || p.cfg.Assignable(addr) {
 				use.pool = p
 				p.used[FamilyOf(addr)]++
 				p.cursor[FamilyOf(addr)] = addr
@@ -445,7 +448,14 @@ func (a *Allocator) assign(svc *Service, addr netip.Addr, origin string) {
 		}
 		a.inUse[addr] = use
 	}
-	use.users[svc.Key] = &holder{svc: *svc, origin: origin}
+	if origin == "" && use.last != nil {
+		origin = use.last.Name
+	}
+	if h := use.users[svc.Key]; h != nil {
+		h.svc, h.origin = *svc, origin
+	} else {
+		use.users[svc.Key] = &holder{svc: *svc, origin: origin}
+	}
 	// The sole user of an address may have changed its key; shared users
 	// all have the same key by construction.
 	if len(use.users) == 1 && use.sharingKey != svc.SharingKey {
@@ -482,8 +492,10 @@ func (a *Allocator) unassign(key string, addr netip.Addr) {
 			use.pool.used[FamilyOf(addr)]--
 		}
 		a.unindex(addr, use)
-		use.retained = false
-		a.markRetained(addr, false)
+		if use.retained {
+			use.retained = false
+			a.markRetained(addr, false)
+		}
 		return
 	}
 	a.refreshRetained(addr, use)
@@ -493,7 +505,7 @@ func (a *Allocator) unassign(key string, addr netip.Addr) {
 // in effect could hand it out, or its pool does not allow a holder.
 func (a *Allocator) refreshRetained(addr netip.Addr, use *ipUse) {
 	r := use.pool == nil
-	if !r {
+	if !r && use.pool.restricted() {
 		for _, h := range use.users {
 			if !use.pool.allows(&h.svc) {
 				r = true
@@ -559,13 +571,7 @@ func (a *Allocator) Restore(svc Service, pin string, addrs []netip.Addr) error {
 				continue
 			}
 		}
-		origin := pin
-		if origin == "" {
-			if p := a.containing(addr); p != nil {
-				origin = p.name()
-			}
-		}
-		a.assign(&svc, addr, origin)
+		a.assign(&svc, addr, pin)
 		kept = append(kept, addr)
 	}
 	a.held[svc.Key] = kept
@@ -610,13 +616,7 @@ func (a *Allocator) Settle(addr netip.Addr, keeper Service, pin string, losers [
 		}
 		next = append(next, x)
 	}
-	origin := pin
-	if origin == "" {
-		if p := a.containing(addr); p != nil {
-			origin = p.name()
-		}
-	}
-	a.assign(&keeper, addr, origin)
+	a.assign(&keeper, addr, pin)
 	a.held[keeper.Key] = append(next, addr)
 	return nil
 }

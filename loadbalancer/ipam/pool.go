@@ -66,6 +66,11 @@ func (p *pool) hasFamily(f Family) bool { return len(p.ranges[f]) > 0 }
 
 func (p *pool) contains(addr netip.Addr) bool { return p.cfg.Contains(addr) }
 
+// restricted reports whether the pool allows only some Services.
+func (p *pool) restricted() bool {
+	return len(p.cfg.Namespaces) > 0 || len(p.cfg.ServiceSelector) > 0
+}
+
 // allows reports whether a Service may take addresses from this pool: the
 // namespace and service-selector restrictions (our extension).
 func (p *pool) allows(svc *Service) bool {
