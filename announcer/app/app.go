@@ -52,8 +52,8 @@ type Options struct {
 	HandoverDelay             time.Duration
 	Profiling                 bool
 	Logs                      *logsapi.LoggingConfiguration
-	// serving is --metrics-bind-address, its certificate and its
-	// authentication and authorization (serving.go).
+	// serving is --metrics-bind-address and its certificate
+	// (serving.go).
 	serving *serving
 }
 
@@ -185,7 +185,7 @@ func Run(ctx context.Context, o *Options) error {
 	layer2.RegisterMetrics()
 	membership.RegisterMetrics()
 	bgp.RegisterMetrics()
-	stopHTTP, err := o.serving.start(logger, o.Kubeconfig, o.Profiling, &running)
+	stopHTTP, err := o.serving.start(logger, client, o.Profiling, &running)
 	if err != nil {
 		return err
 	}
