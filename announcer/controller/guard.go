@@ -2,9 +2,11 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,8 +21,8 @@ import (
 )
 
 // SettleTime is how long this node waits before taking over IPs of a pool
-// whose standing changed for it: it may claim again (the split-brain guard
-// let go), its definition of the pool just won the majority (package
+// whose standing changed for it: it may claim again after members came or
+// went while it was silent (the split-brain guard let go), its definition of the pool just won the majority (package
 // agreement), it can serve the pool again, or it just started. The nodes
 // that held those IPs hear of the change within a gossip round or two and
 // withdraw first, so the move leaves a short gap in ARP answers (clients
@@ -53,10 +55,15 @@ type metaPublisher interface {
 // reconcile goroutine.
 type guard struct {
 	started time.Time
-	// claim is the last verdict; claimSince when it last turned true.
+	// claim is the last verdict; claimSince when it last turned true
+	// after the member set had changed meanwhile.
 	claim      bool
 	claimSince time.Time
 	reason     string
+	// silentLive is the live set when this node last fell silent, and
+	// silentChanged whether it changed before it could claim again.
+	silentLive    string
+	silentChanged bool
 	// For each pool definition this node announces by: whether its group
 	// decided, whether this node could serve it, and since when it is
 	// settling.
@@ -171,6 +178,8 @@ func (c *Controller) runGuard(logger klog.Logger, now time.Time, members Members
 		p.view[c.cfg.NodeName] = &meta
 	}
 
+	liveNames := slices.Sorted(maps.Keys(live))
+	liveKey := strings.Join(liveNames, ",")
 	expected, byPod := c.expectedAnnouncers(nodes)
 	if c.pods != nil && byPod != g.byPod {
 		if !byPod {
@@ -191,10 +200,21 @@ func (c *Controller) runGuard(logger klog.Logger, now time.Time, members Members
 		} else {
 			logger.Info("Split-brain guard: this node claims no IP", "reason", p.verdict.Reason, "voters", p.verdict.Voters, "live", p.verdict.Live)
 		}
-		if p.verdict.Claim && !g.claim {
+		switch {
+		case p.verdict.Claim && !g.claim && g.silentChanged:
+			// Back after members came and went: others may have taken
+			// this node's IPs and must hear that it is back first.
 			g.claimSince = now
+		case !p.verdict.Claim && g.claim:
+			g.silentLive, g.silentChanged = liveKey, false
 		}
 		g.claim, g.reason = p.verdict.Claim, p.verdict.Reason
+	}
+	if !g.claim && liveKey != g.silentLive {
+		// A member change while silent. A silence without one (a
+		// contact gap from a stall of this process under load) took
+		// nothing away: this node claims its IPs back at once.
+		g.silentChanged = true
 	}
 	if p.verdict.Claim {
 		quorumClaims.Set(1)
