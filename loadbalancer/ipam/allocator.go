@@ -589,6 +589,16 @@ func (a *Allocator) Restore(svc Service, pin string, addrs []netip.Addr) error {
 func (a *Allocator) Settle(addr netip.Addr, keeper Service, pin string, losers []string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// Check first, so that a refusal changes nothing.
+	if use := a.inUse[addr]; use != nil && !slices.Contains(a.held[keeper.Key], addr) {
+		rest := &ipUse{users: maps.Clone(use.users)}
+		for _, key := range losers {
+			delete(rest.users, key)
+		}
+		if err := compatible(&keeper, addr, rest); err != nil {
+			return err
+		}
+	}
 	for _, key := range losers {
 		if key == keeper.Key || !slices.Contains(a.held[key], addr) {
 			continue
@@ -603,21 +613,18 @@ func (a *Allocator) Settle(addr netip.Addr, keeper Service, pin string, losers [
 	if slices.Contains(kept, addr) {
 		return nil
 	}
-	if use := a.inUse[addr]; use != nil {
-		if err := compatible(&keeper, addr, use); err != nil {
-			return err
-		}
-	}
-	var next []netip.Addr
-	for _, x := range kept {
-		if FamilyOf(x) == FamilyOf(addr) {
-			a.unassign(keeper.Key, x)
-			continue
-		}
-		next = append(next, x)
+	// addr takes the place of the keeper's address of its family, so the
+	// primary family stays first.
+	next := slices.Clone(kept)
+	i := slices.IndexFunc(next, func(x netip.Addr) bool { return FamilyOf(x) == FamilyOf(addr) })
+	if i >= 0 {
+		a.unassign(keeper.Key, next[i])
+		next[i] = addr
+	} else {
+		next = append(next, addr)
 	}
 	a.assign(&keeper, addr, pin)
-	a.held[keeper.Key] = append(next, addr)
+	a.held[keeper.Key] = next
 	return nil
 }
 

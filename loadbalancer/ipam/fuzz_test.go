@@ -113,7 +113,7 @@ func FuzzAllocatorOperations(f *testing.F) {
 		for step := 0; len(in.b) > 0 && step < 300; step++ {
 			before := a.Held()
 			retainedBefore := retainedSet(a)
-			op, i := in.pick(6), in.pick(fuzzServices)
+			op, i := in.pick(7), in.pick(fuzzServices)
 			key := fmt.Sprintf("n%d/s%d", i%2, i)
 			var what string
 			switch op {
@@ -183,6 +183,40 @@ func FuzzAllocatorOperations(f *testing.F) {
 				}
 				m.last[key] = nil
 				checkOthersUnchanged(t, step, what, key, before, a.Held())
+			case 6: // the duplicate audit settles an address on a keeper
+				addr := netip.MustParseAddr(fuzzIPs[in.pick(len(fuzzIPs))])
+				keeper, known := m.svcs[key]
+				if !known {
+					keeper = in.request(i).Service
+				}
+				var losers []string
+				for k, addrs := range before {
+					if k != key && slices.Contains(addrs, addr) {
+						losers = append(losers, k)
+					}
+				}
+				slices.Sort(losers)
+				if len(losers) > 0 && in.pick(2) == 1 {
+					losers = losers[1:] // one holder is not a loser: may refuse
+				}
+				what = fmt.Sprintf("Settle %s on %s, losers %v", addr, key, losers)
+				if err := a.Settle(addr, keeper, "", losers); err != nil {
+					if !sameHeld(a.Held(), before) {
+						t.Fatalf("step %d %s failed (%v) but changed holdings", step, what, err)
+					}
+					break
+				}
+				if !slices.Contains(a.Held()[key], addr) {
+					t.Fatalf("step %d %s: the keeper does not hold it: %v", step, what, a.Held()[key])
+				}
+				m.svcs[key] = keeper
+				m.last[key] = nil
+				for _, k := range losers {
+					m.last[k] = nil
+					if slices.Contains(a.Held()[k], addr) {
+						t.Fatalf("step %d %s: loser %s still holds it", step, what, k)
+					}
+				}
 			}
 			m.checkState(t, step, what, a)
 		}

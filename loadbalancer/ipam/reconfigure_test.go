@@ -401,4 +401,29 @@ func TestSettle(t *testing.T) {
 	if st := a.Stats(); st[0].InUse != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
+
+	// A keeper that cannot share with a holder outside the losers is
+	// refused, and nothing changes.
+	c := New([]config.Pool{mkPool("a", "192.0.2.0/30")})
+	third, _ := c.Ensure(req4(svc("n/third")))
+	c.Ensure(req4(svc("n/loser")))
+	heldBefore := c.Held()
+	if err := c.Settle(third[0].IP, svc("n/keeper"), "", []string{"n/loser"}); err == nil {
+		t.Fatal("Settle onto an address another Service holds succeeded")
+	}
+	if !sameHeld(c.Held(), heldBefore) {
+		t.Fatalf("a refused Settle changed holdings: %v -> %v", heldBefore, c.Held())
+	}
+
+	// A dual-stack keeper keeps its primary family first.
+	b := New([]config.Pool{mkPool("a", "192.0.2.0/30"), mkPool("v6", "2001:db8::/126")})
+	dual := Request{Service: svc("n/dual"), Families: []Family{IPv4, IPv6}, RequireAll: true}
+	before, _ := b.Ensure(dual)
+	other, _ := b.Ensure(req4(svc("n/other")))
+	if err := b.Settle(other[0].IP, svc("n/dual"), "", []string{"n/other"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Lookup("n/dual"); len(got) != 2 || got[0].IP != other[0].IP || got[1].IP != before[1].IP {
+		t.Fatalf("dual keeper holds %v, want [%s %s]", got, other[0].IP, before[1].IP)
+	}
 }
