@@ -32,12 +32,16 @@
 //   - every address that appears in status was allowed to its Service by
 //     some spec version since its previous status change, under some valid
 //     version of the pools (or it is the address the Service asked for);
+//     an address that comes back to a Service that showed it before was
+//     judged the first time;
 //   - an address leaves status only after the Service's "spec generation"
 //     moved past the version it was given under: the generation counts
 //     changes of what C1 lets move an address (type and class, requested
 //     IPs, pool annotation, sharing key, ports, ipFamilies and
 //     ipFamilyPolicy, deletion). A retained address is no violation; a
-//     move is;
+//     move is. A shared address may leave any member once another member
+//     changed its spec since it got the address: sharing may have become
+//     impossible, and after a restart status does not say who changed;
 //   - the CCM does not keep writing annotations on a Service that wants no
 //     load balancer (the retrier leak, hole 4): one write may race the
 //     retype, a second is reported.

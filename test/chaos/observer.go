@@ -95,6 +95,8 @@ type svcState struct {
 	// have been computed from. An address may leave status only once gen
 	// has moved past it.
 	givenGen map[netip.Addr]int
+	// everHeld are the addresses the Service has shown at some point.
+	everHeld map[netip.Addr]bool
 
 	foreignAnn     string // annotations the suite does not write
 	lastNonLB      bool
@@ -175,7 +177,7 @@ func (o *observer) Observe(s *corev1.Service) {
 	defer o.mu.Unlock()
 	st := o.svcs[s.Name]
 	if st == nil {
-		st = &svcState{name: s.Name, givenGen: map[netip.Addr]int{}}
+		st = &svcState{name: s.Name, givenGen: map[netip.Addr]int{}, everHeld: map[netip.Addr]bool{}}
 		o.svcs[s.Name] = st
 	}
 	v := viewOf(s)
@@ -244,7 +246,7 @@ func (o *observer) statusChanged(st *svcState, ips []netip.Addr) {
 		if slices.Contains(ips, old) {
 			continue
 		}
-		if g, ok := st.givenGen[old]; ok && g == st.gen {
+		if g, ok := st.givenGen[old]; ok && g == st.gen && !o.coHolderChanged(st.name, old) {
 			kind, now := vDropped, "nothing in its place"
 			for _, a := range added {
 				if a.Is4() == old.Is4() {
@@ -263,11 +265,14 @@ func (o *observer) statusChanged(st *svcState, ips []netip.Addr) {
 		oldest = min(oldest, vv.gen)
 	}
 	for _, ip := range added {
-		if !o.allowed(ip, st.views) {
+		// An address coming back (status flapping between two writers) was
+		// judged when the Service first got it.
+		if !st.everHeld[ip] && !o.allowed(ip, st.views) {
 			o.report(fmt.Sprintf("%s/%s/%s", vNotAllowed, st.name, ip), violation{Kind: vNotAllowed, Service: st.name,
 				Detail: fmt.Sprintf("got %s (%s), which no version of the pools allowed it (spec %s)", ip, o.whereIs(ip), st.view.fingerprint())})
 		}
 		st.givenGen[ip] = oldest
+		st.everHeld[ip] = true
 		for other := range o.holders[ip] {
 			ost := o.svcs[other]
 			if shared(st.view, ost.view) || !st.settled(ip) || !ost.settled(ip) {
@@ -284,6 +289,22 @@ func (o *observer) statusChanged(st *svcState, ips []netip.Addr) {
 	}
 	st.ips = ips
 	st.views = []versionedView{{st.gen, st.view}}
+}
+
+// coHolderChanged says whether another Service showing ip changed its
+// spec since it got ip. Then the shared address may have become impossible
+// to share, and which member moves is not the observer's call: after a
+// restart, status does not say which member changed.
+func (o *observer) coHolderChanged(name string, ip netip.Addr) bool {
+	for other := range o.holders[ip] {
+		if other == name {
+			continue
+		}
+		if ost := o.svcs[other]; ost != nil && ost.gen != ost.givenGen[ip] {
+			return true
+		}
+	}
+	return false
 }
 
 // shared says whether two Services may show one address: both ask to share

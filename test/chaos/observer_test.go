@@ -134,6 +134,25 @@ func TestObserverInvariants(t *testing.T) {
 			want: []string{vDuplicate + " hole 3"}, // b and c are both settled
 		},
 		{
+			name: "a shared address a co-holder can no longer share: either may move",
+			events: []event{
+				{svc: svc("a", withAnn(annShare, "k"), withStatus("192.0.2.1"))},
+				{svc: svc("b", withAnn(annShare, "k"), withPorts(443), withStatus("192.0.2.1"))},
+				{svc: svc("a", withAnn(annShare, "other"), withStatus("192.0.2.1"))},
+				// A restart keeps the older a and moves b.
+				{svc: svc("b", withAnn(annShare, "k"), withPorts(443), withStatus("192.0.2.2"))},
+			},
+		},
+		{
+			name: "an address that comes back is not judged again",
+			events: []event{
+				{svc: svc("a", withStatus("192.0.2.1"))},
+				{svc: svc("a", withStatus("192.0.2.1"), withAnn(annPool, "pinned"))},
+				{svc: svc("a", withAnn(annPool, "pinned"))},
+				{svc: svc("a", withStatus("192.0.2.1"), withAnn(annPool, "pinned"))},
+			},
+		},
+		{
 			name: "a pinned Service given an address of another pool",
 			events: []event{
 				{svc: svc("a", pinAlpha)},
