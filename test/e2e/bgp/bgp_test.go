@@ -207,7 +207,18 @@ func TestConfigChange(t *testing.T) {
 	tb.waitRoute("2001:db8:2::10")
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 
-	// The pool is gone: its IP is withdrawn.
+	// The pool is gone, but the Service still holds the address: it stays
+	// routed under the pool that covered it last (README, "Addresses
+	// never move") until the Service lets go of it.
 	write(v4Only + "address-pools:\n- name: other\n  protocol: bgp\n  addresses: [192.0.2.0/24]\n")
-	t.Logf("pool removed: route withdrawn %v later", tb.waitRoute("198.51.100.10"))
+	time.Sleep(configReload)
+	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
+	if err := tb.CS.CoreV1().Services(tb.NS).Delete(tb.Ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pool removed, then the Service: route withdrawn %v later", tb.waitRoute("198.51.100.10"))
 }
+
+// configReload bounds how long an announcer takes to apply an edited
+// file: it reads it every config.PollInterval (5 s).
+const configReload = 7 * time.Second
