@@ -4,9 +4,13 @@
 // The baremetal-announcer DaemonSet runs on every node. Its data flows one
 // way:
 //
-//	Service status IPs (controller)
+//	Service status IPs (controller), each under the pool that covers it
+//	    or last covered it (coverage)
 //	  → eligible nodes (eligibility)
-//	  → one live owner per IP (owner, over the membership package's live set)
+//	  → those live members that share the pool's definition and can
+//	    serve it (agreement, over the metadata of nodemeta)
+//	  → one owner per IP (owner), claimed only while this node sees a
+//	    majority of the announcers (quorum, the split-brain guard)
 //	  → an Announcer on the wire (layer2: ARP/NDP)
 //
 // BGP pools have no owner: every eligible node announces their IPs to its
