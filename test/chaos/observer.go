@@ -77,8 +77,11 @@ func (h *configHistory) latest() *cloudConfig {
 }
 
 // maxViews bounds the spec versions remembered per Service between two
-// status changes.
-const maxViews = 32
+// status changes, and maxRecent the last versions kept whatever status did.
+const (
+	maxViews  = 32
+	maxRecent = 6
+)
 
 // svcState is what the observer knows of one Service.
 type svcState struct {
@@ -90,6 +93,10 @@ type svcState struct {
 	// views are the spec versions seen since the last status change: the
 	// CCM computed the next status from one of them.
 	views []versionedView
+	// recent are the last spec versions, whatever status did: a leader
+	// that was paused, or two leaders at once, may write a status computed
+	// from a version older than the previous status change.
+	recent []versionedView
 	ips   []netip.Addr
 	// givenGen is, per status address, the oldest spec version it may
 	// have been computed from. An address may leave status only once gen
@@ -188,6 +195,10 @@ func (o *observer) Observe(s *corev1.Service) {
 		if len(st.views) > maxViews {
 			st.views = st.views[len(st.views)-maxViews:]
 		}
+		st.recent = append(st.recent, versionedView{st.gen, v})
+		if len(st.recent) > maxRecent {
+			st.recent = st.recent[len(st.recent)-maxRecent:]
+		}
 	}
 
 	// Hole 4: the retrier keeps nudging a Service that stopped wanting a
@@ -267,7 +278,7 @@ func (o *observer) statusChanged(st *svcState, ips []netip.Addr) {
 	for _, ip := range added {
 		// An address coming back (status flapping between two writers) was
 		// judged when the Service first got it.
-		if !st.everHeld[ip] && !o.allowed(ip, st.views) {
+		if !st.everHeld[ip] && !o.allowed(ip, st.views) && !o.allowed(ip, st.recent) {
 			o.report(fmt.Sprintf("%s/%s/%s", vNotAllowed, st.name, ip), violation{Kind: vNotAllowed, Service: st.name,
 				Detail: fmt.Sprintf("got %s (%s), which no version of the pools allowed it (spec %s)", ip, o.whereIs(ip), st.view.fingerprint())})
 		}

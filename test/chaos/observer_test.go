@@ -144,6 +144,19 @@ func TestObserverInvariants(t *testing.T) {
 			},
 		},
 		{
+			name: "a stale writer's status from a spec older than the last status change",
+			events: []event{
+				{svc: svc("a", withAnn(annPool, "pinned"))},
+				{svc: svc("a", withAnn(annPool, "pinned"), withStatus("203.0.113.1"))},
+				{svc: svc("a", withAnn(annPool, "beta"), withStatus("203.0.113.1"))},
+				{svc: svc("a", withAnn(annPool, "beta"), withStatus("198.51.100.1"))},
+				// A paused ex-leader's patch, computed for pool pinned, lands.
+				// (198.51.100.1 may have come from either spec version, so
+				// its loss is not called a move either.)
+				{svc: svc("a", withAnn(annPool, "beta"), withStatus("203.0.113.2"))},
+			},
+		},
+		{
 			name: "an address that comes back is not judged again",
 			events: []event{
 				{svc: svc("a", withStatus("192.0.2.1"))},
