@@ -97,7 +97,7 @@ type svcState struct {
 	// that was paused, or two leaders at once, may write a status computed
 	// from a version older than the previous status change.
 	recent []versionedView
-	ips   []netip.Addr
+	ips    []netip.Addr
 	// givenGen is, per status address, the oldest spec version it may
 	// have been computed from. An address may leave status only once gen
 	// has moved past it.
