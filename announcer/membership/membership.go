@@ -343,18 +343,37 @@ func (m *Membership) contacted() {
 	}
 }
 
+// contactCheck is how often contactLoop looks.
+const contactCheck = ContactWindow / 5
+
 // contactLoop notices when contact goes stale, a few times per window.
+//
+// A gap that this process itself slept through (the machine starved it
+// of CPU, and its own ticks came late) is no evidence of a cut: the
+// packets that arrived meanwhile wait in the socket buffers, and the
+// loop gives memberlist two checks' time to read them before it judges.
+// A node whose gossip is really cut keeps running and ticking on time,
+// so this delays nothing there.
 func (m *Membership) contactLoop() {
 	defer m.wg.Done()
-	t := time.NewTicker(ContactWindow / 5)
+	t := time.NewTicker(contactCheck)
 	defer t.Stop()
+	last, holdUntil := time.Now(), time.Time{}
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		}
-		if !m.stale.Load() && time.Since(time.Unix(0, m.lastContact.Load())) > ContactWindow && !m.stale.Swap(true) {
+		now := time.Now()
+		if now.Sub(last) > 3*contactCheck {
+			holdUntil = now.Add(2 * contactCheck)
+		}
+		last = now
+		if now.Before(holdUntil) {
+			continue
+		}
+		if !m.stale.Load() && now.Sub(time.Unix(0, m.lastContact.Load())) > ContactWindow && !m.stale.Swap(true) {
 			m.changed()
 		}
 	}
@@ -363,7 +382,9 @@ func (m *Membership) contactLoop() {
 // View returns this node's view of the cluster.
 func (m *Membership) View() View {
 	v := View{Members: map[string][]byte{}, Left: map[string]bool{}}
-	v.Contact = time.Since(time.Unix(0, m.lastContact.Load())) <= ContactWindow
+	// contactLoop decides when contact is lost (it forgives gaps this
+	// process slept through); contacted when it is back.
+	v.Contact = !m.stale.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, mb := range m.live {
