@@ -79,6 +79,9 @@ type serving struct {
 	// BindAddress is --metrics-bind-address; "" or "0" serves nothing.
 	BindAddress       string
 	CertFile, KeyFile string
+
+	// addr is where start listens, once it does.
+	addr net.Addr
 }
 
 func newServing() *serving { return &serving{BindAddress: DefaultMetricsBindAddress} }
@@ -197,6 +200,7 @@ func (s *serving) start(logger klog.Logger, client kubernetes.Interface, profili
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-bind-address: %w", err)
 	}
+	s.addr = l.Addr()
 	srv := &http.Server{
 		Handler:           handler,
 		TLSConfig:         &tls.Config{GetConfigForClient: certs.GetConfigForClient},
