@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -48,6 +49,10 @@ type LoadBalancer struct {
 	retention *retention
 	// auditKicks asks the duplicate audit to run soon; kicks coalesce.
 	auditKicks chan struct{}
+	// freedGen counts the moments an address became free to hand out, so
+	// that a Service that fails for want of one can tell whether one was
+	// freed while it was failing (the kick then found it not yet pending).
+	freedGen atomic.Uint64
 
 	client   kubernetes.Interface
 	recorder record.EventRecorder
@@ -126,16 +131,14 @@ func (lb *LoadBalancer) serviceChanged(obj any, deleted bool) {
 	}
 	// An address that left the last status showing it, and that no
 	// Service holds, can now be given to a pending Service.
-	if len(gone) > 0 && !lb.retrier.empty() {
+	if len(gone) > 0 {
 		var fams familySet
 		for _, a := range gone {
 			if !lb.alloc.InUse(a) {
 				fams |= familyOf(a)
 			}
 		}
-		if fams != 0 {
-			lb.retrier.kick(fams)
-		}
+		lb.freed(fams)
 	}
 }
 
@@ -317,6 +320,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 		}
 	}
 	before := lb.alloc.Lookup(key)
+	gen := lb.freedGen.Load()
 	got, shortfall, err := lb.alloc.EnsureWithShortfall(req)
 	lb.recordStats()
 	if err != nil {
@@ -324,7 +328,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 		if errors.As(err, &ae) {
 			allocationErrors.WithLabelValues(string(ae.Reason)).Inc()
 			if ae.Retryable() {
-				lb.retrier.add(key, anyFamily)
+				lb.pending(key, anyFamily, gen)
 			}
 		}
 		lb.noteRetained(ctx)
@@ -333,7 +337,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	// A PreferDualStack Service short of its second family for want of a
 	// free address stays pending, to get it when one frees up.
 	if shortfall != nil && shortfall.Retryable() {
-		lb.retrier.add(key, missingFamilies(req.Families, got))
+		lb.pending(key, missingFamilies(req.Families, got), gen)
 		logger.V(2).Info("Second IP family pending", "reason", shortfall)
 	} else {
 		lb.retrier.remove(key)
@@ -372,14 +376,33 @@ func missingFamilies(wanted []ipam.Family, got []ipam.Assignment) familySet {
 // releasedAddresses wakes the pending Services if a freed address can be
 // handed out now. One that a status still shows cannot (see statusIndex);
 // the status index wakes them when it leaves the last status.
-func (lb *LoadBalancer) releasedAddresses(freed []netip.Addr) {
+func (lb *LoadBalancer) releasedAddresses(released []netip.Addr) {
 	var fams familySet
-	for _, a := range freed {
+	for _, a := range released {
 		if !lb.shown.shown(a) && !lb.alloc.InUse(a) {
 			fams |= familyOf(a)
 		}
 	}
-	if fams != 0 {
+	lb.freed(fams)
+}
+
+// freed records that addresses of fams can be handed out now, and wakes
+// the pending Services that one may serve.
+func (lb *LoadBalancer) freed(fams familySet) {
+	if fams == 0 {
+		return
+	}
+	lb.freedGen.Add(1)
+	if !lb.retrier.empty() {
+		lb.retrier.kick(fams)
+	}
+}
+
+// pending puts key on the retry list. If an address was freed since gen,
+// while the Service was failing, that kick may have missed it: kick again.
+func (lb *LoadBalancer) pending(key string, fams familySet, gen uint64) {
+	lb.retrier.add(key, fams)
+	if lb.freedGen.Load() != gen {
 		lb.retrier.kick(fams)
 	}
 }
