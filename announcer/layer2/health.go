@@ -15,6 +15,9 @@ import (
 // any interface of a pool tells the others (package nodemeta), which pass
 // it over for that pool instead of leaving its IPs unanswered.
 func (a *Announcer) Usable(name string) error {
+	a.mu.Lock()
+	a.asked[name] = true
+	a.mu.Unlock()
 	ifi, err := a.interfaceByName(name)
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", name, err)
@@ -53,8 +56,17 @@ func (a *Announcer) healthChanged() {
 	}
 }
 
+// matters says whether the interface carries announcements or was asked
+// about with Usable.
+func (a *Announcer) matters(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.asked[name] || a.links[name] != nil
+}
+
 // WatchLinks follows the links of the network namespace through netlink
-// until ctx ends, and signals HealthChanges on every change of any link:
+// until ctx ends, and signals HealthChanges on every change of a link that
+// matters (see matters):
 // an owner whose interface loses its carrier hands its IPs over within a
 // gossip round instead of at the next resync.
 func (a *Announcer) WatchLinks(ctx context.Context) error {
@@ -86,11 +98,15 @@ func (a *Announcer) WatchLinks(ctx context.Context) error {
 			case err := <-errs:
 				a.logger.Error(err, "Following link changes; interfaces are checked at every resync only")
 				return
-			case _, ok := <-updates:
+			case u, ok := <-updates:
 				if !ok {
 					return
 				}
-				a.healthChanged()
+				// Only the interfaces that matter: a node's pods come
+				// and go with veths of their own.
+				if u.Link != nil && a.matters(u.Link.Attrs().Name) {
+					a.healthChanged()
+				}
 			}
 		}
 	}()

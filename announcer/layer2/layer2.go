@@ -59,8 +59,10 @@ type Announcer struct {
 	links  map[string]*link
 	closed bool
 
-	// health signals HealthChanges.
+	// health signals HealthChanges; asked are the interfaces Usable was
+	// asked about (guarded by mu).
 	health chan struct{}
+	asked  map[string]bool
 	// conflicts counts other hosts announcing our IPs; onConflict hears
 	// of each one counted.
 	conflicts  *conflicts
@@ -96,6 +98,7 @@ func New(logger klog.Logger) *Announcer {
 		gratuitousSchedule: gratuitousSchedule,
 		links:              map[string]*link{},
 		health:             make(chan struct{}, 1),
+		asked:              map[string]bool{},
 		wake:               make(chan struct{}, 1),
 		done:               make(chan struct{}),
 	}
