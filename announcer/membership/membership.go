@@ -58,12 +58,14 @@ const DefaultPort = 7946
 const label = "cloud-provider-baremetal"
 
 // ContactWindow is how recently a node must have heard from another
-// member (an acknowledged probe, a probe received) for View's Contact. It
-// is below the 300 ms in which the others can declare a node dead (a probe
-// interval plus the suspicion timeout, see tunedConfig), so that a node
-// whose gossip is cut notices before they take over its IPs, and four or
-// five times the interval at which a healthy node hears from its peers.
-const ContactWindow = 250 * time.Millisecond
+// member (an acknowledged probe, a probe received) for View's Contact.
+// contactLoop confirms a lapse at its next check, so a node whose gossip
+// is cut loses contact 250–300 ms after the cut: by then the others can
+// at most just be declaring it dead (a probe interval plus the 200 ms
+// suspicion timeout, see tunedConfig), so it falls silent before they
+// take over its IPs. A healthy node hears from its peers every 50 ms or
+// so.
+const ContactWindow = 200 * time.Millisecond
 
 // metaTimeout bounds the wait for a metadata update to be sent.
 const metaTimeout = time.Second
@@ -348,17 +350,21 @@ const contactCheck = ContactWindow / 5
 
 // contactLoop notices when contact goes stale, a few times per window.
 //
-// A gap that this process itself slept through (the machine starved it
-// of CPU, and its own ticks came late) is no evidence of a cut: the
-// packets that arrived meanwhile wait in the socket buffers, and the
-// loop gives memberlist two checks' time to read them before it judges.
-// A node whose gossip is really cut keeps running and ticking on time,
-// so this delays nothing there.
+// A lapse counts only if it is still there at the next check: on a busy
+// machine the members' packets often arrive a little late, together, and
+// are read a few milliseconds after the window ran out. And a gap that
+// this process itself slept through (starved of CPU, its own checks came
+// late) is no evidence of a cut at all: the packets that arrived meanwhile
+// wait in the socket buffers, and the loop gives memberlist two checks'
+// time to read them before it judges. A node whose gossip is really cut
+// keeps running and checking on time, so this adds one check, which
+// ContactWindow allows for.
 func (m *Membership) contactLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(contactCheck)
 	defer t.Stop()
 	last, holdUntil := time.Now(), time.Time{}
+	lapsed := false
 	for {
 		select {
 		case <-m.stop:
@@ -370,10 +376,20 @@ func (m *Membership) contactLoop() {
 			holdUntil = now.Add(2 * contactCheck)
 		}
 		last = now
-		if now.Before(holdUntil) {
+		if now.Before(holdUntil) || m.stale.Load() {
+			lapsed = false
 			continue
 		}
-		if !m.stale.Load() && now.Sub(time.Unix(0, m.lastContact.Load())) > ContactWindow && !m.stale.Swap(true) {
+		if now.Sub(time.Unix(0, m.lastContact.Load())) <= ContactWindow {
+			lapsed = false
+			continue
+		}
+		if !lapsed {
+			lapsed = true
+			continue
+		}
+		lapsed = false
+		if !m.stale.Swap(true) {
 			m.changed()
 		}
 	}

@@ -29,13 +29,13 @@
 //
 // A majority that needs other members also needs recent contact with
 // them: an acknowledged probe or a probe received within the contact
-// window (membership.ContactWindow, 250 ms). An isolated node's view still
-// shows its peers alive until it declares them dead one probe at a time,
-// and with many peers the first declarations leave a stale majority. But
-// it hears nothing: it falls silent when the contact window runs out,
-// before the others can declare it dead (a probe round of 100 ms plus the
-// 200 ms suspicion timeout) and take over its IPs, and long before it
-// could declare any of them dead itself. A healthy node hears from its
+// window (membership.ContactWindow: 200 ms, confirmed 50 ms later). An
+// isolated node's view still shows its peers alive until it declares them
+// dead one probe at a time, and with many peers the first declarations
+// leave a stale majority. But it hears nothing: it falls silent 250–300 ms
+// after the cut, as the others can at most just be declaring it dead (a
+// probe round of 100 ms plus the 200 ms suspicion timeout) and before they
+// take over its IPs, and before it could declare any of them dead itself. A healthy node hears from its
 // peers every 50 ms or so and is never held back. A node that is a
 // majority on its own (a cluster of one, or the smaller name of two) needs
 // no contact.
