@@ -87,6 +87,9 @@ func (lb *LoadBalancer) auditDuplicates(ctx context.Context) {
 	default:
 		return // the restore decides first who keeps what
 	}
+	if lb.stall.check(ctx) != nil {
+		return
+	}
 	shared := lb.shown.sharedAddrs()
 	addrs := make([]netip.Addr, 0, len(shared))
 	for a := range shared {

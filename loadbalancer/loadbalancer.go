@@ -45,6 +45,7 @@ var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
 type LoadBalancer struct {
 	alloc     *ipam.Allocator
 	retrier   *retrier
+	stall     *stallGuard // nil without leader election
 	shown     *statusIndex
 	retention *retention
 	// auditKicks asks the duplicate audit to run soon; kicks coalesce.
@@ -173,6 +174,12 @@ func (lb *LoadBalancer) Start(ctx context.Context, client kubernetes.Interface) 
 		broadcaster.Shutdown()
 	}()
 	go lb.retrier.run(ctx)
+	if lb.stall != nil {
+		// A standby waits for its lease for as long as it takes; the
+		// guard counts only from the moment this replica leads.
+		lb.stall.touch()
+		go lb.stall.run(ctx)
+	}
 	go func() {
 		logger := klog.FromContext(ctx)
 		// cache.WaitForCacheSync polls every 100 ms; a restart should not
@@ -299,6 +306,9 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	if err := lb.waitReady(ctx); err != nil {
 		return nil, err
 	}
+	if err := lb.stall.check(ctx); err != nil {
+		return nil, err
+	}
 	logger := klog.FromContext(ctx).WithValues("service", klog.KObj(service))
 	if service.Spec.LoadBalancerClass != nil {
 		// The service controller already skips these; say so if one slips by.
@@ -422,6 +432,9 @@ func (lb *LoadBalancer) UpdateLoadBalancer(ctx context.Context, clusterName stri
 // was successfully deleted.
 func (lb *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, clusterName string, service *v1.Service) error {
 	if err := lb.waitReady(ctx); err != nil {
+		return err
+	}
+	if err := lb.stall.check(ctx); err != nil {
 		return err
 	}
 	key := serviceKey(service)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
@@ -31,6 +32,11 @@ var (
 	})
 	registerReloadMetrics sync.Once
 )
+
+// ExitAfterStall makes the load balancer end the process once it finds
+// that the process was frozen for longer than the leader-election lease,
+// since another replica may lead by then (see loadbalancer.ExitAfterStall).
+func (c *Cloud) ExitAfterStall(lease time.Duration) { c.lb.ExitAfterStall(lease) }
 
 // WatchConfigFile makes the provider follow changes of the cloud-config
 // file at path from the moment its informers are set. The app calls it with

@@ -63,5 +63,11 @@ func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
 	if bm, ok := cloud.(*provider.Cloud); ok && shared.CloudConfigFile != "" {
 		bm.WatchConfigFile(shared.CloudConfigFile)
 	}
+	// A leader frozen past its lease must not write once it wakes up.
+	if le := c.ComponentConfig.Generic.LeaderElection; le.LeaderElect {
+		if bm, ok := cloud.(*provider.Cloud); ok {
+			bm.ExitAfterStall(le.LeaseDuration.Duration)
+		}
+	}
 	return cloud
 }
