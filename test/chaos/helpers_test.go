@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"net/netip"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -72,12 +71,4 @@ func withPorts(ps ...int32) func(*corev1.Service) {
 // 203.0.113.0-203.0.113.7 and 2001:db8:c4a0::8-2001:db8:c4a0::f.
 func testConfig() *cloudConfig {
 	return shortProfile().initialConfig()
-}
-
-func addrs(ss ...string) []netip.Addr {
-	var out []netip.Addr
-	for _, s := range ss {
-		out = append(out, netip.MustParseAddr(s))
-	}
-	return out
 }
