@@ -23,6 +23,30 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, onReadE
 	if err != nil && onReadErr != nil {
 		onReadErr(err)
 	}
+	watchFrom(ctx, path, interval, last, false, changed)
+}
+
+// WatchFileSince is WatchFile for a caller that already holds a version of
+// the file, known, read perhaps long ago: a standby replica parses the file
+// at start but follows it only once it leads, and the file may have changed
+// in between. A file that differs from known is reported at once, then
+// every change as WatchFile does.
+func WatchFileSince(ctx context.Context, path string, interval time.Duration, known []byte, changed func([]byte)) {
+	watchFrom(ctx, path, interval, known, true, changed)
+}
+
+func watchFrom(ctx context.Context, path string, interval time.Duration, last []byte, now bool, changed func([]byte)) {
+	check := func() {
+		data, err := os.ReadFile(path)
+		if err != nil || bytes.Equal(data, last) {
+			return
+		}
+		last = data
+		changed(data)
+	}
+	if now {
+		check()
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -31,11 +55,6 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, onReadE
 			return
 		case <-t.C:
 		}
-		data, err := os.ReadFile(path)
-		if err != nil || bytes.Equal(data, last) {
-			continue
-		}
-		last = data
-		changed(data)
+		check()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -50,4 +51,38 @@ func TestWatchFileReportsEachNewContentOnce(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func TestWatchFileSinceReportsAChangeMadeBeforeItStarted(t *testing.T) {
+	tests := []struct {
+		name   string
+		known  string
+		onDisk string
+		want   []string
+	}{
+		{name: "changed while waiting", known: "v1", onDisk: "v2", want: []string{"v2"}},
+		{name: "unchanged", known: "v1", onDisk: "v1", want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cloud-config.yaml")
+			if err := os.WriteFile(path, []byte(tt.onDisk), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var got []string
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				// An hour between polls: only the first check can report.
+				WatchFileSince(ctx, path, time.Hour, []byte(tt.known), func(b []byte) { got = append(got, string(b)) })
+			}()
+			time.Sleep(50 * time.Millisecond)
+			cancel()
+			<-done
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("changes reported: %q, want %q", got, tt.want)
+			}
+		})
+	}
 }

@@ -38,7 +38,9 @@ func init() {
 		for _, w := range cfg.Warnings {
 			klog.InfoS("Warning in --cloud-config", "warning", w)
 		}
-		return New(cfg), nil
+		c := New(cfg)
+		c.loaded = data
+		return c, nil
 	})
 }
 
@@ -53,6 +55,8 @@ type Cloud struct {
 	stop          <-chan struct{}
 	// configPath, when set, is polled for changes (WatchConfigFile).
 	configPath string
+	// loaded is the file's content that cfg was parsed from, if known.
+	loaded []byte
 }
 
 // New returns the provider for a parsed, validated config.

@@ -46,22 +46,28 @@ func (c *Cloud) WatchConfigFile(path string) {
 }
 
 // watchConfig polls the cloud-config file until ctx ends and applies each
-// new version. The first read only records the content: the factory has
-// already parsed that version.
+// new version. It starts from the content the factory parsed, so a replica
+// that waited as a standby while the file changed applies the file's
+// current version as soon as it leads.
 func (c *Cloud) watchConfig(ctx context.Context) {
 	registerReloadMetrics.Do(func() { legacyregistry.MustRegister(configReloads, configStale) })
 	logger := klog.FromContext(ctx).WithValues("file", c.configPath)
 	readErr := func(err error) {
 		logger.Error(err, "Reading the cloud-config file; changes to it will apply when it is readable again")
 	}
-	config.WatchFile(ctx, c.configPath, ConfigPollInterval, readErr, func(data []byte) {
+	apply := func(data []byte) {
 		if err := c.Reconfigure(ctx, data); err != nil {
 			configStale.Set(1)
 			logger.Error(err, "Cloud-config changed but was not applied; the previous config stays in effect")
 			return
 		}
 		configStale.Set(0)
-	})
+	}
+	if c.loaded != nil {
+		config.WatchFileSince(ctx, c.configPath, ConfigPollInterval, c.loaded, apply)
+		return
+	}
+	config.WatchFile(ctx, c.configPath, ConfigPollInterval, readErr, apply)
 }
 
 // Reconfigure applies a new version of the cloud-config: new pools for the
