@@ -3,6 +3,8 @@
 #   make demo    the MetalLB walkthrough end to end: apiserver, CCM, lab nodes, FRR router
 #                (DEMO_FLAGS=-hold keeps it up until Ctrl-C)
 #   make build   our binaries into bin/
+#   make image   OCI images of both binaries, linux/amd64 + arm64, no Docker needed
+#                (_output/images; publish with crane push, see deploy/README.md)
 #   make tools   kube-apiserver, etcd, kubectl, kube-controller-manager for tests (cached)
 #   make test    vet + every test with -race (unit, integration against a real apiserver)
 #   make lint    gofmt, go vet, staticcheck
@@ -24,6 +26,13 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# build/image is its own module (go-containerregistry stays out of ours).
+# It builds the commit HEAD names, not uncommitted changes, so the same
+# commit gives the same digests; IMAGE_FLAGS=-worktree builds the tree.
+.PHONY: image
+image:
+	$(GO) -C build/image run . -repo $(CURDIR) -out $(CURDIR)/_output/images $(IMAGE_FLAGS)
 
 tools:
 	./test/tools/build.sh
