@@ -51,7 +51,6 @@
 // Where this package is stricter than MetalLB v0.12 it is to refuse
 // configurations that would silently do something other than what was
 // meant: a CIDR with host bits set (MetalLB masked it), a hold-time below
-// one second (MetalLB turned it into 0, no keepalives). BFD is not
-// supported; bfd-profiles are accepted so MetalLB files load, but a peer
-// that uses one is an error.
+// one second (MetalLB turned it into 0, no keepalives), and a
+// bfd-profile with echo-mode, which the embedded BFD does not implement.
 package config

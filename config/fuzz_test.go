@@ -104,6 +104,10 @@ func fingerprint(t *testing.T, cfg *Config) string {
 	}
 	for _, p := range cfg.Peers {
 		fmt.Fprintf(&b, "|%v %v %v %v", p.Address, p.Source, p.ID, p.NodeSelector)
+		if p.BFD != nil {
+			bfd, _ := json.Marshal(p.BFD)
+			fmt.Fprintf(&b, " bfd %s", bfd)
+		}
 	}
 	for _, r := range cfg.NodeTopology {
 		fmt.Fprintf(&b, "|%v %v", r.Selector, r.Prefixes)

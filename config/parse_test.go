@@ -270,8 +270,16 @@ func TestPeerErrors(t *testing.T) {
 				`peers[0].password-secret.namespace: a value of 4 bytes (not shown: it may be a secret) is not a valid namespace name`,
 				`peers[0].password-secret.key: a value of 3 bytes (not shown: it may be a secret) is not a valid Secret key`}},
 		{"password too long", peer("password: " + strings.Repeat("x", 81)), []string{`peers[0].password: is 81 bytes long (value not shown): TCP MD5 keys are at most 80 bytes`}},
-		{"bfd profile", "bfd-profiles:\n- name: fast\n" + peer("bfd-profile: fast"),
-			[]string{`peers[0].bfd-profile: "fast": BFD is not supported by the embedded BGP speaker`}},
+		{"bfd profile unknown, near name", "bfd-profiles:\n- name: fast\n" + peer("bfd-profile: fats"),
+			[]string{`peers[0].bfd-profile: "fats" is not the name of any bfd-profiles entry, did you mean "fast"? (line 8)`}},
+		{"bfd profile unknown, no profiles", peer("bfd-profile: fast"),
+			[]string{`peers[0].bfd-profile: "fast" is not the name of any bfd-profiles entry; add it under bfd-profiles (line 6)`}},
+		{"bfd profile unknown, other profiles", "bfd-profiles:\n- name: slow\n- name: medium\n" + peer("bfd-profile: zzzzzz"),
+			[]string{`peers[0].bfd-profile: "zzzzzz" is not the name of any bfd-profiles entry; profiles: medium, slow`}},
+		// An invalid profile is reported once, where it is, not again at
+		// every peer naming it.
+		{"bfd profile invalid", "bfd-profiles:\n- name: fast\n  echo-mode: true\n" + peer("bfd-profile: fast"),
+			[]string{`bfd-profiles[0].echo-mode: true is not supported: the embedded BFD has no echo function (RFC 5880 6.4); set it false, detection then runs on control packets at receive-interval (line 3)`}},
 		{"duplicate peer", okPeer + "- peer-address: 203.0.113.1\n  peer-asn: 64502\n  my-asn: 64500\n  peer-port: 179\n",
 			[]string{`peers[1]: peer 203.0.113.1 port 179 is already peers[0]; give the two different node-selectors if each serves different nodes (line 6)`}},
 		{"duplicate peer, one with a selector", okPeer + "- peer-address: 203.0.113.1\n  peer-asn: 64502\n  my-asn: 64500\n  node-selectors: [{match-labels: {rack: a}}]\n",
@@ -295,6 +303,14 @@ func TestPeerErrors(t *testing.T) {
 			[]string{`peers[1]: peer 203.0.113.1 port 179 is already peers[0]`, `peers[2]: peer 203.0.113.1 port 179 is already peers[1]`}},
 		{"bad bfd-profiles", "bfd-profiles:\n- name: a\n- name: a\n- receive-interval: 10\n",
 			[]string{`bfd-profiles[1].name: "a" is also the name of bfd-profiles[0] (line 3)`, `bfd-profiles[2].name: must not be empty (line 4)`}},
+		{"bfd-profiles out of range", "bfd-profiles:\n- name: a\n  receive-interval: 9\n  transmit-interval: 60001\n  detect-multiplier: 1\n  echo-interval: 0\n  minimum-ttl: 255\n",
+			[]string{`bfd-profiles[0].receive-interval: 9 is out of range: want 10 to 60000 milliseconds (line 3)`,
+				`bfd-profiles[0].transmit-interval: 60001 is out of range: want 10 to 60000 milliseconds (line 4)`,
+				`bfd-profiles[0].detect-multiplier: 1 is out of range: want 2 to 255 (line 5)`,
+				`bfd-profiles[0].echo-interval: 0 is out of range: want 10 to 60000 milliseconds (line 6)`,
+				`bfd-profiles[0].minimum-ttl: 255 is out of range: want 1 to 254 (line 7)`}},
+		{"bfd-profiles bad type", "bfd-profiles:\n- name: a\n  receive-interval: fast\n",
+			[]string{`bfd-profiles[0].receive-interval: `}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

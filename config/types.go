@@ -30,8 +30,7 @@ type Config struct {
 	BGPCommunities map[string]string `json:"bgp-communities,omitempty"`
 	// Pools are the address pools Services get their IPs from.
 	Pools []Pool `json:"address-pools,omitempty"`
-	// BFDProfiles is accepted so that MetalLB files load; BFD is not
-	// supported by the embedded BGP speaker, and using a profile is an error.
+	// BFDProfiles are BFD settings that peers name in bfd-profile.
 	BFDProfiles []BFDProfile `json:"bfd-profiles,omitempty"`
 
 	// ClusterID names this cluster (extension). Default "baremetal".
@@ -139,6 +138,9 @@ type Peer struct {
 	ID      netip.Addr `json:"-"`
 	// NodeSelector is NodeSelectors compiled; nil means every node.
 	NodeSelector []labels.Selector `json:"-"`
+	// BFD is the profile BFDProfile names, defaults filled; nil when the
+	// peer runs no BFD. Filled by Parse.
+	BFD *BFDProfile `json:"-"`
 }
 
 // SecretKeyRef points at one key of a Secret.
@@ -163,18 +165,44 @@ type SelectorRequirement struct {
 	Values   []string `json:"values,omitempty"`
 }
 
-// BFDProfile is accepted for compatibility only.
+// BFDProfile is a MetalLB bfd-profile: how a peer's BFD session runs.
+// Parse fills the defaults of unset fields (those of MetalLB and FRR).
 type BFDProfile struct {
 	Name string `json:"name"`
-	// Other fields of MetalLB's bfd-profiles are ignored.
-	ReceiveInterval  *uint32 `json:"receive-interval,omitempty"`
+	// ReceiveInterval is the least interval, in milliseconds, between
+	// packets we can take. Default 300; 10 to 60000.
+	ReceiveInterval *uint32 `json:"receive-interval,omitempty"`
+	// TransmitInterval is the least interval, in milliseconds, we would
+	// like to send at. Default 300; 10 to 60000.
 	TransmitInterval *uint32 `json:"transmit-interval,omitempty"`
+	// DetectMultiplier is how many intervals of silence take the session
+	// down. Default 3; 2 to 255.
 	DetectMultiplier *uint32 `json:"detect-multiplier,omitempty"`
-	EchoInterval     *uint32 `json:"echo-interval,omitempty"`
-	EchoMode         bool    `json:"echo-mode,omitempty"`
-	PassiveMode      bool    `json:"passive-mode,omitempty"`
-	MinimumTTL       *uint32 `json:"minimum-ttl,omitempty"`
+	// EchoInterval is MetalLB's echo interval; accepted (10 to 60000,
+	// default 50) but unused, as echo-mode must be false.
+	EchoInterval *uint32 `json:"echo-interval,omitempty"`
+	// EchoMode must be false: the embedded BFD has no echo function.
+	EchoMode bool `json:"echo-mode,omitempty"`
+	// PassiveMode: send nothing until the router has sent a packet.
+	PassiveMode bool `json:"passive-mode,omitempty"`
+	// MinimumTTL is the least TTL of a multihop session's packets (peers
+	// with ebgp-multihop). Default 254; 1 to 254. Single-hop packets must
+	// arrive with TTL 255 whatever it says (RFC 5881).
+	MinimumTTL *uint32 `json:"minimum-ttl,omitempty"`
 }
+
+// Defaults and limits of bfd-profiles: MetalLB's, which are FRR's.
+const (
+	DefaultBFDInterval         = 300
+	DefaultBFDDetectMultiplier = 3
+	DefaultBFDEchoInterval     = 50
+	DefaultBFDMinimumTTL       = 254
+	minBFDInterval             = 10
+	maxBFDInterval             = 60000
+	minBFDDetectMultiplier     = 2
+	maxBFDDetectMultiplier     = 255
+	maxBFDMinimumTTL           = 254
+)
 
 // TopologyRule gives nodes a region and zone (extension). A node takes the
 // first rule it matches, by label selector or by an address in Subnets.

@@ -430,3 +430,41 @@ func TestParentPath(t *testing.T) {
 		}
 	}
 }
+
+// TestBFDProfiles: a peer's bfd-profile resolves to its profile, with
+// MetalLB's defaults for what the profile leaves out.
+func TestBFDProfiles(t *testing.T) {
+	cfg, err := Parse([]byte(`bfd-profiles:
+- name: fast
+  receive-interval: 100
+  transmit-interval: 100
+  passive-mode: true
+- name: defaults
+peers:
+- {peer-address: 192.0.2.1, peer-asn: 64501, my-asn: 64500, bfd-profile: fast}
+- {peer-address: 192.0.2.2, peer-asn: 64501, my-asn: 64500, bfd-profile: defaults, ebgp-multihop: true}
+- {peer-address: 192.0.2.3, peer-asn: 64501, my-asn: 64500}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		peer                   int
+		name                   string
+		rx, tx, mult, ttl, eco uint32
+		passive                bool
+	}{
+		{0, "fast", 100, 100, 3, 254, 50, true},
+		{1, "defaults", 300, 300, 3, 254, 50, false},
+	}
+	for _, tt := range tests {
+		b := cfg.Peers[tt.peer].BFD
+		if b == nil || b.Name != tt.name || *b.ReceiveInterval != tt.rx || *b.TransmitInterval != tt.tx ||
+			*b.DetectMultiplier != tt.mult || *b.MinimumTTL != tt.ttl || *b.EchoInterval != tt.eco || b.PassiveMode != tt.passive {
+			t.Errorf("peers[%d].BFD = %+v, want profile %q", tt.peer, b, tt.name)
+		}
+	}
+	if cfg.Peers[2].BFD != nil {
+		t.Errorf("peers[2] has BFD %+v without bfd-profile", cfg.Peers[2].BFD)
+	}
+}

@@ -27,6 +27,10 @@ type validator struct {
 	entries []poolEntry
 	// warnings become Config.Warnings if the file is valid.
 	warnings []string
+	// bfd are the valid bfd-profiles by name; bfdIndex every named one,
+	// valid or not, by name.
+	bfd      map[string]*BFDProfile
+	bfdIndex map[string]int
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
@@ -140,18 +144,43 @@ func parseLargeCommunity(s string) (LargeCommunity, error) {
 }
 
 func (v *validator) bfdProfiles() {
-	seen := map[string]int{}
-	for i, p := range v.c.BFDProfiles {
-		path := keyPath(indexPath("bfd-profiles", i), "name")
-		if p.Name == "" {
-			v.errorf(path, "must not be empty")
-			continue
+	v.bfd, v.bfdIndex = map[string]*BFDProfile{}, map[string]int{}
+	for i := range v.c.BFDProfiles {
+		p := &v.c.BFDProfiles[i]
+		path := indexPath("bfd-profiles", i)
+		at := func(key string) string { return keyPath(path, key) }
+		valid := true
+		ranged := func(key string, f **uint32, def, lo, hi uint32, unit string) {
+			if *f == nil {
+				d := def
+				*f = &d
+				return
+			}
+			if n := **f; n < lo || n > hi {
+				valid = false
+				v.errorf(at(key), "%d is out of range: want %d to %d%s", n, lo, hi, unit)
+			}
 		}
-		if j, dup := seen[p.Name]; dup {
-			v.errorf(path, "%q is also the name of bfd-profiles[%d]", p.Name, j)
-			continue
+		ranged("receive-interval", &p.ReceiveInterval, DefaultBFDInterval, minBFDInterval, maxBFDInterval, " milliseconds")
+		ranged("transmit-interval", &p.TransmitInterval, DefaultBFDInterval, minBFDInterval, maxBFDInterval, " milliseconds")
+		ranged("detect-multiplier", &p.DetectMultiplier, DefaultBFDDetectMultiplier, minBFDDetectMultiplier, maxBFDDetectMultiplier, "")
+		ranged("echo-interval", &p.EchoInterval, DefaultBFDEchoInterval, minBFDInterval, maxBFDInterval, " milliseconds")
+		ranged("minimum-ttl", &p.MinimumTTL, DefaultBFDMinimumTTL, 1, maxBFDMinimumTTL, "")
+		if p.EchoMode {
+			valid = false
+			v.errorf(at("echo-mode"), "true is not supported: the embedded BFD has no echo function (RFC 5880 6.4); set it false, detection then runs on control packets at receive-interval")
 		}
-		seen[p.Name] = i
+		switch j, dup := v.bfdIndex[p.Name]; {
+		case p.Name == "":
+			v.errorf(at("name"), "must not be empty")
+		case dup:
+			v.errorf(at("name"), "%q is also the name of bfd-profiles[%d]", p.Name, j)
+		default:
+			v.bfdIndex[p.Name] = i
+			if valid {
+				v.bfd[p.Name] = p
+			}
+		}
 	}
 }
 
@@ -323,7 +352,25 @@ func (v *validator) peer(p *Peer, path string) {
 	}
 	p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
 	if p.BFDProfile != "" {
-		v.errorf(at("bfd-profile"), "%q: BFD is not supported by the embedded BGP speaker; remove bfd-profile (bfd-profiles may stay)", p.BFDProfile)
+		if prof := v.bfd[p.BFDProfile]; prof != nil {
+			p.BFD = prof
+		} else if _, named := v.bfdIndex[p.BFDProfile]; !named {
+			// A profile that is there but invalid was reported already.
+			msg := fmt.Sprintf("%q is not the name of any bfd-profiles entry", p.BFDProfile)
+			names := make([]string, 0, len(v.bfdIndex))
+			for n := range v.bfdIndex {
+				names = append(names, n)
+			}
+			if s := suggest(p.BFDProfile, names); s != "" {
+				msg += fmt.Sprintf(", did you mean %q?", s)
+			} else if len(names) > 0 {
+				sort.Strings(names)
+				msg += "; profiles: " + strings.Join(names, ", ")
+			} else {
+				msg += "; add it under bfd-profiles"
+			}
+			v.errorf(at("bfd-profile"), "%s", msg)
+		}
 	}
 }
 
