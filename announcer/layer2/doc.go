@@ -13,6 +13,16 @@
 // frames addressed to broadcast or to this interface's MAC, because a raw
 // socket also sees frames meant for other hosts.
 //
+// For IPv6 it does all that neighbor discovery asks of an address owner
+// (RFC 4861), not only the first resolution: it answers solicitations
+// sent to the solicited-node group and also the unicast ones that a
+// client, switch or router sends to the IP itself at this node's MAC to
+// confirm a cached entry (neighbor unreachability detection); without an
+// answer to those the asker drops the entry and traffic stalls until it
+// resolves again (MetalLB #2920). Answers carry the Solicited and Override
+// flags and the target link-layer address, and leave from an address of
+// the interface they are sent on, of the destination's scope (source.go).
+//
 // The decision for one received packet is a pure function (arpReply,
 // ndpReply) so that it can be table-tested and fuzzed; the sockets around
 // it only move bytes.

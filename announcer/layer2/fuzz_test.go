@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/mdlayher/arp"
@@ -84,6 +85,75 @@ func FuzzNDP(f *testing.F) {
 		}
 		if !reply.dst.IsValid() || !reply.msg.Override {
 			t.Fatalf("bad reply %+v to %s", reply.msg, reply.dst)
+		}
+	})
+}
+
+// FuzzNDPExchange feeds arbitrary solicitations (with their destination)
+// and interface addresses to ndpReply and naSources: neither may panic,
+// and every source offered for an answer must be a distinct IPv6 address
+// of the interface, never an announced IP, with one of the destination's
+// scope first whenever the interface has one. ifaddrs is read as 17-byte
+// records: an address, then the prefix length (low 7 bits, capped at 128)
+// with the top bit meaning deprecated.
+func FuzzNDPExchange(f *testing.F) {
+	node := []byte{}
+	for _, a := range []struct {
+		ip   string
+		bits byte
+	}{{"fe80::ff:fe00:11", 64}, {"2001:db8:1::11", 64}, {"2001:db8:3::11", 64 | 0x80}} {
+		node = append(node, netip.MustParseAddr(a.ip).AsSlice()...)
+		node = append(node, a.bits)
+	}
+	good := nsBytes(f, vip6, sourceLLA(clientMAC))
+	f.Add(good, client6.AsSlice(), snm(f, vip6).AsSlice(), 255, node)
+	f.Add(good, client6.AsSlice(), vip6.AsSlice(), 255, node)
+	f.Add(good, clientLL.AsSlice(), vip6.AsSlice(), 255, node)
+	f.Add(nsBytes(f, vip6), netip.IPv6Unspecified().AsSlice(), snm(f, vip6).AsSlice(), 255, node)
+	f.Add(good, client6.AsSlice(), vip6.AsSlice(), 255, []byte{})
+	f.Add(good, client6.AsSlice(), vip6.AsSlice(), 255, append(vip6.AsSlice(), 64))
+	announced := set("2001:db8:1::200", "2001:db8:1::201", "203.0.113.200")
+	f.Fuzz(func(t *testing.T, msg, src, dst []byte, hopLimit int, ifaddrs []byte) {
+		var addrs []ifAddr
+		for len(ifaddrs) >= 17 {
+			ip, _ := netip.AddrFromSlice(ifaddrs[:16])
+			addrs = append(addrs, ifAddr{prefix: netip.PrefixFrom(ip, min(int(ifaddrs[16]&0x7f), 128)), deprecated: ifaddrs[16]&0x80 != 0})
+			ifaddrs = ifaddrs[17:]
+		}
+		s, _ := netip.AddrFromSlice(src)
+		d, _ := netip.AddrFromSlice(dst)
+		reply := ndpReply(nsRequest{msg: msg, src: s, dst: d, hopLimit: hopLimit, ifIndex: ourIndex}, ourIndex, ourMAC, announced)
+		to := d
+		if reply != nil {
+			if !reply.msg.Solicited && reply.dst != allNodes || reply.msg.Solicited && reply.dst.IsMulticast() {
+				t.Fatalf("solicited=%v advertisement sent to %s", reply.msg.Solicited, reply.dst)
+			}
+			to = reply.dst
+		}
+		if !to.IsValid() {
+			return
+		}
+		srcs := naSources(to, addrs, announced)
+		linkScope := to.IsLinkLocalUnicast() || to.IsLinkLocalMulticast() || to.IsInterfaceLocalMulticast()
+		haveScope := false
+		for _, a := range addrs {
+			ip := a.prefix.Addr()
+			if ip.Is6() && !ip.Is4In6() && !ip.IsUnspecified() && !ip.IsLoopback() && !ip.IsMulticast() && !announced.has(ip) && ip.IsLinkLocalUnicast() == linkScope {
+				haveScope = true
+			}
+		}
+		seen := map[netip.Addr]bool{}
+		for i, ip := range srcs {
+			if seen[ip] || !ip.Is6() || ip.Is4In6() || ip.IsMulticast() || ip.IsUnspecified() || announced.has(ip) {
+				t.Fatalf("source %s offered for %s (sources %v)", ip, to, srcs)
+			}
+			seen[ip] = true
+			if !slices.ContainsFunc(addrs, func(a ifAddr) bool { return a.prefix.Addr() == ip }) {
+				t.Fatalf("source %s is not an address of the interface", ip)
+			}
+			if i == 0 && haveScope && ip.IsLinkLocalUnicast() != linkScope {
+				t.Fatalf("first source %s for %s, though the interface has one of its scope", ip, to)
+			}
 		}
 	})
 }

@@ -52,6 +52,7 @@ type Announcer struct {
 	listenARP       func(*net.Interface) (net.PacketConn, error)
 	listenNDP       func(*net.Interface) (ndpConn, error)
 	listenGroups    func() (groupConn, error)
+	interfaceAddrs  func(index int) ([]ifAddr, error)
 	// gratuitousSchedule is the package default, replaced in tests.
 	gratuitousSchedule []time.Duration
 
@@ -95,6 +96,7 @@ func New(logger klog.Logger) *Announcer {
 		listenARP:          listenARP,
 		listenNDP:          listenNDP,
 		listenGroups:       listenGroups,
+		interfaceAddrs:     interfaceAddrs,
 		gratuitousSchedule: gratuitousSchedule,
 		links:              map[string]*link{},
 		health:             make(chan struct{}, 1),
@@ -383,6 +385,9 @@ type link struct {
 	log klog.Logger
 
 	ips atomic.Pointer[ipSet]
+	// addrs are the interface's IPv6 addresses, the sources of its
+	// neighbor advertisements.
+	addrs *addrCache
 
 	// Guarded by a.mu.
 	arp    net.PacketConn
@@ -407,6 +412,7 @@ func newLink(a *Announcer, ifi *net.Interface) *link {
 		ifi:    ifi,
 		log:    a.logger.WithValues("interface", ifi.Name),
 		groups: newMemberships(ifi, a.listenGroups),
+		addrs:  &addrCache{index: ifi.Index, read: a.interfaceAddrs},
 	}
 	l.ips.Store(&ipSet{})
 	return l
@@ -523,7 +529,7 @@ func (l *link) sendGratuitous(ip netip.Addr) {
 		gratuitousSent.WithLabelValues(protoARP).Inc()
 	}
 	if ip.Is6() && ndpConn != nil {
-		if err := ndpConn.WriteTo(unsolicitedNA(ip, l.ifi.HardwareAddr), nil, allNodes); err != nil {
+		if err := l.sendNA(ndpConn, unsolicitedNA(ip, l.ifi.HardwareAddr), allNodes); err != nil {
 			socketErrors.WithLabelValues(protoNDP).Inc()
 			l.log.V(2).Info("Sending unsolicited neighbor advertisement failed", "ip", ip, "err", err)
 			return
@@ -589,7 +595,7 @@ func (l *link) readNDP(c ndpConn) {
 		if reply == nil {
 			continue
 		}
-		if err := c.WriteTo(reply.msg, nil, reply.dst); err != nil {
+		if err := l.sendNA(c, reply.msg, reply.dst); err != nil {
 			socketErrors.WithLabelValues(protoNDP).Inc()
 			l.log.V(4).Info("Sending neighbor advertisement failed", "err", err)
 			continue
@@ -619,4 +625,37 @@ func (l *link) readFailed(proto string, err error) (stop bool) {
 	l.log.V(2).Info("Read failed; retrying", "protocol", proto, "err", err)
 	time.Sleep(retryReadAfter)
 	return false
+}
+
+// maxSourceTries bounds the addresses tried for one advertisement when the
+// kernel refuses a source (an address removed since it was read).
+const maxSourceTries = 3
+
+// sendNA sends na to dst from an address of this interface (naSources),
+// trying the next candidate if the kernel refuses one, and reading the
+// addresses again once if none worked. Only when the interface has no
+// usable IPv6 address at all does the kernel choose: an answer from an odd
+// source still resolves the IP, silence would not.
+func (l *link) sendNA(c ndpConn, na *ndp.NeighborAdvertisement, dst netip.Addr) error {
+	announced := *l.ips.Load()
+	var err error
+	for _, fresh := range []bool{false, true} {
+		addrs, rerr := l.addrs.get(time.Now(), fresh)
+		if rerr != nil {
+			l.log.V(2).Info("Reading the interface's addresses failed", "err", rerr)
+		}
+		srcs := naSources(dst, addrs, announced)
+		for _, src := range srcs[:min(len(srcs), maxSourceTries)] {
+			cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: src.AsSlice(), IfIndex: l.ifi.Index}
+			if err = c.WriteTo(na, cm, dst); err == nil {
+				return nil
+			}
+			l.log.V(4).Info("Sending a neighbor advertisement failed", "src", src, "dst", dst, "err", err)
+		}
+		if fresh && len(srcs) == 0 {
+			l.log.V(2).Info("No IPv6 address on the interface to send a neighbor advertisement from; the kernel chooses", "dst", dst)
+			return c.WriteTo(na, nil, dst)
+		}
+	}
+	return err
 }

@@ -55,6 +55,19 @@ func (c *fakeARP) SetWriteDeadline(time.Time) error { return nil }
 type sentNA struct {
 	na  *ndp.NeighborAdvertisement
 	dst netip.Addr
+	// cm is the control message sent with it: nil lets the kernel
+	// choose the source.
+	cm *ipv6.ControlMessage
+}
+
+// src is the source address the NA was sent from, invalid if the kernel
+// chose.
+func (s sentNA) src() netip.Addr {
+	if s.cm == nil {
+		return netip.Addr{}
+	}
+	a, _ := netip.AddrFromSlice(s.cm.Src)
+	return a
 }
 
 type fakeNDP struct {
@@ -62,6 +75,11 @@ type fakeNDP struct {
 	out    chan sentNA
 	once   sync.Once
 	closed chan struct{}
+
+	mu sync.Mutex
+	// refuse are sources the kernel refuses (EINVAL: not an address
+	// of the host any more).
+	refuse map[netip.Addr]bool
 }
 
 func newFakeNDP() *fakeNDP {
@@ -77,9 +95,16 @@ func (c *fakeNDP) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, erro
 	}
 }
 
-func (c *fakeNDP) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, dst netip.Addr) error {
+func (c *fakeNDP) WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error {
+	sent := sentNA{m.(*ndp.NeighborAdvertisement), dst, cm}
+	c.mu.Lock()
+	refused := c.refuse[sent.src()]
+	c.mu.Unlock()
+	if refused {
+		return errors.New("invalid argument")
+	}
 	select {
-	case c.out <- sentNA{m.(*ndp.NeighborAdvertisement), dst}:
+	case c.out <- sent:
 	default:
 	}
 	return nil
@@ -128,7 +153,15 @@ type fakeNet struct {
 	ndp     map[string]*fakeNDP
 	groups  map[netip.Addr]int
 	sockets int
+	// addrs are the IPv6 addresses of each interface by index.
+	addrs map[int][]ifAddr
 }
+
+// ourLL and ourGlobal are eth0's addresses.
+var (
+	ourLL     = netip.MustParseAddr("fe80::ff:fe00:11")
+	ourGlobal = netip.MustParseAddr("2001:db8:1::11")
+)
 
 func (fn *fakeNet) joined() []netip.Addr {
 	fn.mu.Lock()
@@ -143,7 +176,8 @@ func (fn *fakeNet) joined() []netip.Addr {
 
 func newTestAnnouncer(t *testing.T) (*Announcer, *fakeNet) {
 	t.Helper()
-	fn := &fakeNet{arp: map[string]*fakeARP{}, ndp: map[string]*fakeNDP{}, groups: map[netip.Addr]int{}}
+	fn := &fakeNet{arp: map[string]*fakeARP{}, ndp: map[string]*fakeNDP{}, groups: map[netip.Addr]int{},
+		addrs: map[int][]ifAddr{ourIndex: addrs("fe80::ff:fe00:11/64", "2001:db8:1::11/64")}}
 	a := New(ktesting.NewLogger(t, ktesting.NewConfig()))
 	a.interfaceByName = func(name string) (*net.Interface, error) {
 		switch name {
@@ -167,6 +201,11 @@ func newTestAnnouncer(t *testing.T) (*Announcer, *fakeNet) {
 		c := newFakeNDP()
 		fn.ndp[ifi.Name] = c
 		return c, nil
+	}
+	a.interfaceAddrs = func(index int) ([]ifAddr, error) {
+		fn.mu.Lock()
+		defer fn.mu.Unlock()
+		return slices.Clone(fn.addrs[index]), nil
 	}
 	a.listenGroups = func() (groupConn, error) {
 		fn.mu.Lock()
@@ -419,7 +458,73 @@ func TestManyIPv6AddressesNeedSeveralSockets(t *testing.T) {
 func TestNewWiresTheSystem(t *testing.T) {
 	a := New(ktesting.NewLogger(t, ktesting.NewConfig()))
 	defer a.Close()
-	if a.interfaceByName == nil || a.listenARP == nil || a.listenNDP == nil || a.listenGroups == nil {
+	if a.interfaceByName == nil || a.listenARP == nil || a.listenNDP == nil || a.listenGroups == nil || a.interfaceAddrs == nil {
 		t.Fatal("New left a system hook unset")
 	}
+}
+
+// TestNASentFromTheInterfacesAddress: every advertisement leaves from an
+// address of the interface it is sent on, of the destination's scope
+// (RFC 4861 section 4.4), with hop limit 255 and that interface's index;
+// never from the announced IP. A source the kernel refuses is replaced by
+// the next; with no address at all the kernel chooses rather than the
+// client getting no answer.
+func TestNASentFromTheInterfacesAddress(t *testing.T) {
+	a, fn := newTestAnnouncer(t)
+	a.gratuitousSchedule = []time.Duration{0}
+	if err := a.SetAnnouncements(map[netip.Addr]announcer.Announcement{vip6: on("eth0")}); err != nil {
+		t.Fatal(err)
+	}
+	c := fn.ndpConn("eth0")
+	check := func(what string, got sentNA, dst, src netip.Addr) {
+		t.Helper()
+		if got.dst != dst || got.src() != src {
+			t.Errorf("%s: sent %s -> %s, want %s -> %s", what, got.src(), got.dst, src, dst)
+		}
+		if got.cm != nil && (got.cm.HopLimit != ndp.HopLimit || got.cm.IfIndex != ourIndex) {
+			t.Errorf("%s: control message %+v, want hop limit 255 on interface %d", what, got.cm, ourIndex)
+		}
+	}
+	check("unsolicited NA", recv(t, c.out, "unsolicited NA"), allNodes, ourLL)
+
+	ask := func(src, dst netip.Addr) sentNA {
+		t.Helper()
+		c.in <- nsRequest{msg: nsBytes(t, vip6, sourceLLA(clientMAC)), src: src, dst: dst, hopLimit: 255, ifIndex: ourIndex}
+		return recv(t, c.out, "NA")
+	}
+	check("multicast solicitation from a global address", ask(client6, snm(t, vip6)), client6, ourGlobal)
+	check("reachability check from a global address", ask(client6, vip6), client6, ourGlobal)
+	check("reachability check from a link-local address", ask(clientLL, vip6), clientLL, ourLL)
+
+	c.mu.Lock()
+	c.refuse = map[netip.Addr]bool{ourGlobal: true}
+	c.mu.Unlock()
+	check("global source refused", ask(client6, vip6), client6, ourLL)
+
+	// ageCache makes the link's cached addresses look read d ago.
+	ageCache := func(d time.Duration) {
+		a.mu.Lock()
+		cache := a.links["eth0"].addrs
+		a.mu.Unlock()
+		cache.mu.Lock()
+		cache.at = time.Now().Add(-d)
+		cache.mu.Unlock()
+	}
+	// Both cached addresses are gone and the interface has a new one: the
+	// failed sends read the addresses again.
+	renumbered := netip.MustParseAddr("2001:db8:1::12")
+	c.mu.Lock()
+	c.refuse[ourLL] = true
+	c.mu.Unlock()
+	fn.mu.Lock()
+	fn.addrs[ourIndex] = addrs("2001:db8:1::12/64")
+	fn.mu.Unlock()
+	ageCache(addrForcedRefresh)
+	check("renumbered interface", ask(client6, vip6), client6, renumbered)
+
+	fn.mu.Lock()
+	fn.addrs[ourIndex] = nil
+	fn.mu.Unlock()
+	ageCache(addrRefresh)
+	check("no address on the interface", ask(client6, vip6), client6, netip.Addr{})
 }

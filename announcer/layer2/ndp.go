@@ -39,7 +39,10 @@ type naReply struct {
 // 7.1.1 validation (hop limit 255, code 0, well-formed options, a unicast
 // target, and from the unspecified address only when sent to the
 // solicited-node group and without a source link-layer option) and whose
-// target is announced. A solicitation from the unspecified address is
+// target is announced. The destination may be the solicited-node group or
+// the IP itself: a unicast solicitation is a reachability check (RFC 4861
+// section 7.3.1) by a host that already has this node's MAC cached, and
+// must be confirmed like any other. A solicitation from the unspecified address is
 // duplicate address detection by another host: the advertisement goes to
 // all nodes, which tells it the address is taken (RFC 4861 section 7.2.4).
 func ndpReply(req nsRequest, ifIndex int, mac net.HardwareAddr, announced ipSet) *naReply {
