@@ -5,7 +5,7 @@
 #   make build   our binaries into bin/
 #   make image   OCI images of both binaries, linux/amd64 + arm64, no Docker needed
 #                (_output/images; publish with crane push, see deploy/README.md)
-#   make tools   kube-apiserver, etcd, kubectl, kube-controller-manager for tests (cached)
+#   make tools   kube-apiserver, etcd, kubectl, kube-controller-manager, helm for tests (cached)
 #   make test    vet + every test with -race (unit, integration against a real apiserver)
 #   make lint    gofmt, go vet, staticcheck
 #   make bench   benchmarks; figures printed and written to bench/results/
@@ -18,8 +18,11 @@ TOOLS_DIR   := _output/tools/v1.37.2
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 CMDS        := $(notdir $(wildcard cmd/*))
+# The tools the demo runs (test/demo): no kube-controller-manager, no helm.
+DEMO_TOOLS  := etcd kube-apiserver kubectl
+PROGRESS    := ./test/tools/progress.sh
 
-.PHONY: all build tools test unit lint bench soak fuzz clean demo
+.PHONY: all build tools demo-tools test unit lint bench soak fuzz clean demo
 
 all: build
 
@@ -37,11 +40,18 @@ image:
 tools:
 	./test/tools/build.sh
 
+demo-tools:
+	./test/tools/build.sh $(DEMO_TOOLS)
+
 # The demo installs FRR and curl with apt-get itself when they are missing
 # (step 1), and tears everything down on success, failure and Ctrl-C.
-demo: build tools
-	@mkdir -p _output/bin
-	$(GO) build -o _output/bin/baremetal-demo ./test/demo/cmd/demo
+# It builds bin/ as `make build` does, with progress lines on a cold cache,
+# and the demo with the same flags, so the two share every compiled package.
+demo: demo-tools
+	@mkdir -p $(BIN) _output/bin
+	@PROGRESS_PREFIX=[demo] $(PROGRESS) "building bin/ and the demo" 0 sh -c '\
+	  CGO_ENABLED=0 $(GO) build -v -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) && \
+	  CGO_ENABLED=0 $(GO) build -v -trimpath -o _output/bin/baremetal-demo ./test/demo/cmd/demo'
 	./_output/bin/baremetal-demo $(DEMO_FLAGS)
 
 test: build tools
