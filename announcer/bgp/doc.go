@@ -23,4 +23,9 @@
 // that does not match (which TCP makes silent: the router drops our SYNs
 // while answering ARP/NDP) are told apart in the log and in the
 // baremetal_announcer_bgp_session_failures_total{reason} metric.
+//
+// A peer with a bfd-profile also gets a BFD session (package
+// announcer/bfd); BFD going down resets the BGP session at once, so a
+// node or router that goes silent is dropped in the BFD detection time
+// instead of the hold time. See bfd.go.
 package bgp

@@ -8,6 +8,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bfd"
 )
 
 var (
@@ -15,7 +17,7 @@ var (
 		Namespace:      "baremetal_announcer",
 		Subsystem:      "bgp",
 		Name:           "session_failures_total",
-		Help:           "Failed connection attempts and lost sessions, by peer and reason: connection_refused, password_mismatch, no_answer, connect_timeout, unreachable, my_asn_rejected, peer_asn_mismatch, open_rejected, hold_timer_expired, peer_shutdown, connection_closed, notification_received, notification_sent, connect_error, other.",
+		Help:           "Failed connection attempts and lost sessions, by peer and reason: connection_refused, password_mismatch, no_answer, connect_timeout, unreachable, my_asn_rejected, peer_asn_mismatch, open_rejected, hold_timer_expired, peer_shutdown, connection_closed, notification_received, notification_sent, connect_error, other; with BFD: bfd_down (BFD reset the session), bfd_no_answer (the router runs no BFD for this node), bfd_error.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"peer", "reason"})
 
@@ -119,5 +121,6 @@ func RegisterMetrics() {
 	registerOnce.Do(func() {
 		legacyregistry.MustRegister(sessionFailures)
 		legacyregistry.CustomMustRegister(&collector{})
+		bfd.RegisterMetrics()
 	})
 }

@@ -57,6 +57,16 @@ const (
 	ReasonNotificationSent     = "notification_sent"
 	// ReasonOther: anything else GoBGP reports.
 	ReasonOther = "other"
+	// ReasonBFDDown: the peer's BFD session went down (nothing heard for
+	// the detection time, or the router said its end went down), and the
+	// BGP session was reset at once.
+	ReasonBFDDown = "bfd_down"
+	// ReasonBFDNoAnswer: the BGP session is up but the router sends no
+	// BFD: it runs none for this node, so the session is not protected.
+	ReasonBFDNoAnswer = "bfd_no_answer"
+	// ReasonBFDError: the BFD session could not be started (its port is
+	// taken on the node).
+	ReasonBFDError = "bfd_error"
 )
 
 // failure is why a session is not up: a reason label and a sentence for

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bfd"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -28,6 +29,15 @@ const (
 	// DefaultWithdrawTimeout bounds how long WithdrawAll waits for the
 	// withdrawals to be handed to the sessions.
 	DefaultWithdrawTimeout = 2 * time.Second
+	// idleHoldAfterReset is how long GoBGP waits before dialling again
+	// after a session was reset on purpose (by BFD going down): what it
+	// waits after any lost session. GoBGP's default is 30 s.
+	idleHoldAfterReset = 5
+	// DefaultBFDAnswerWait is how long after a BGP session came up the
+	// router's first BFD packet must have come, or the node reports that
+	// the router answers no BFD. A router starts its BFD session with the
+	// BGP session, and sends at least once a second until it is up.
+	DefaultBFDAnswerWait = 5 * time.Second
 )
 
 // Config says how a Speaker runs.
@@ -45,6 +55,12 @@ type Config struct {
 	// answers ARP/NDP; it tells a wrong password from a dead router. Nil
 	// means asking the kernel's neighbor table.
 	NeighborAnswers func(netip.Addr) bool
+	// BFD sets where BFD listens; only Listen, Port and MultihopPort are
+	// used, and zero values mean the RFC ports on every address. Tests
+	// change them.
+	BFD bfd.ManagerConfig
+	// BFDAnswerWait is DefaultBFDAnswerWait when zero.
+	BFDAnswerWait time.Duration
 }
 
 // globalConf is what GoBGP can only change by restarting: the server's AS
@@ -100,6 +116,11 @@ type Speaker struct {
 	closed   bool
 	cancel   context.CancelFunc // of the event watch
 
+	// bfd runs the BFD sessions, from the first peer with a bfd-profile
+	// on; bfdPeers are their configurations, by neighbor address.
+	bfd      *bfd.Manager
+	bfdPeers map[string]bfd.PeerConfig
+
 	stMu   sync.Mutex
 	status map[string]*peerStatus
 }
@@ -115,10 +136,14 @@ func New(cfg Config) *Speaker {
 	if cfg.NeighborAnswers == nil {
 		cfg.NeighborAnswers = neighborAnswers
 	}
+	if cfg.BFDAnswerWait <= 0 {
+		cfg.BFDAnswerWait = DefaultBFDAnswerWait
+	}
 	s := &Speaker{
 		cfg: cfg, logger: cfg.Logger,
 		peers: map[string]peerConf{}, want: routeSet{}, have: routeSet{},
-		status: map[string]*peerStatus{},
+		bfdPeers: map[string]bfd.PeerConfig{},
+		status:   map[string]*peerStatus{},
 	}
 	speakers.add(s)
 	return s
@@ -186,6 +211,7 @@ func (s *Speaker) syncRoutes() error {
 // closed, new ones are dialled, and changed ones are re-created.
 func (s *Speaker) SetPeers(peers []config.Peer) error {
 	want := map[string]peerConf{}
+	wantBFD := map[string]bfd.PeerConfig{}
 	var order []string
 	for _, p := range peers {
 		key := p.Address.String()
@@ -201,6 +227,9 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 			s.logger.Info("WARNING: hold-time 0s (no keepalives) is not supported by the embedded speaker; proposing 90s", "peer", key)
 		}
 		want[key] = peerConfOf(p)
+		if p.BFD != nil {
+			wantBFD[key] = bfdConfOf(p)
+		}
 		order = append(order, key)
 	}
 	s.mu.Lock()
@@ -213,7 +242,7 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 			s.logger.Info("No BGP peer for this node any more; stopping the BGP speaker")
 			s.stopServer()
 		}
-		return nil
+		return s.syncBFD(nil)
 	}
 
 	g, err := s.globalFor(want, order)
@@ -259,6 +288,9 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 		s.logger.Info("BGP peer added", "peer", key, "port", w.port, "peerASN", w.peerASN, "myASN", w.myASN,
 			"holdTime", w.hold, "keepalive", w.keepalive, "sourceAddress", addrOrEmpty(w.source),
 			"password", w.password != "", "ebgpMultihop", w.ebgpMultiHop)
+	}
+	if err := s.syncBFD(wantBFD); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.syncRoutes(); err != nil {
 		errs = append(errs, err)
@@ -358,9 +390,10 @@ func (s *Speaker) apiPeer(p peerConf) *api.Peer {
 			AuthPassword:    p.password,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
-			ConnectRetry:      uint64(s.cfg.ConnectRetry / time.Second),
-			HoldTime:          uint64(p.hold / time.Second),
-			KeepaliveInterval: uint64(p.keepalive / time.Second),
+			ConnectRetry:           uint64(s.cfg.ConnectRetry / time.Second),
+			HoldTime:               uint64(p.hold / time.Second),
+			KeepaliveInterval:      uint64(p.keepalive / time.Second),
+			IdleHoldTimeAfterReset: idleHoldAfterReset,
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.port)},
 		// Each family over a session of its own family, as MetalLB: the
@@ -434,7 +467,13 @@ func (s *Speaker) Close() {
 		return
 	}
 	s.closed = true
+	// BGP first: its Cease tells the router we are going; BFD's
+	// administratively-down packets then end BFD without a failure.
 	s.stopServer()
+	if s.bfd != nil {
+		s.bfd.Close()
+		clear(s.bfdPeers)
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}

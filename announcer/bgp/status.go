@@ -30,6 +30,11 @@ type peerStatus struct {
 	// twice.
 	notified bool
 	logged   time.Time
+	// bfdReset says BFD reset the session, so that the notification the
+	// reset sends is not counted as a failure of its own.
+	bfdReset bool
+	// gen counts the times the session came up.
+	gen uint64
 }
 
 func (s *Speaker) trackStatus(key string, c peerConf) {
@@ -83,9 +88,13 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 	}
 	switch {
 	case established && !st.up:
-		st.up, st.failure, st.notified, st.logged = true, failure{}, false, time.Time{}
+		st.up, st.failure, st.notified, st.logged, st.bfdReset = true, failure{}, false, time.Time{}, false
+		st.gen++
 		s.logger.Info("BGP session established", "peer", key, "localAddress", pe.GetPeer().GetTransport().GetLocalAddress(),
-			"peerASN", state.GetPeerAsn(), "myASN", state.GetLocalAsn(), "peerRouterID", state.GetRouterId())
+			"peerASN", state.GetPeerAsn(), "myASN", state.GetLocalAsn(), "peerRouterID", state.GetRouterId(),
+			"holdTime", time.Duration(pe.GetPeer().GetTimers().GetState().GetNegotiatedHoldTime())*time.Second)
+		gen, upAt := st.gen, time.Now()
+		time.AfterFunc(s.cfg.BFDAnswerWait, func() { s.checkBFDAnswer(key, gen, upAt) })
 	case !established && st.up:
 		st.up = false
 		s.logger.Info("BGP session down", "peer", key, "state", state.GetSessionState().String(),
@@ -124,6 +133,9 @@ func (l *gobgpLogger) Warn(msg string, f gobgplog.Fields) {
 		})
 		return
 	case "sent notification":
+		if l.s.resetByBFD(key) {
+			return // counted as bfd_down
+		}
 		if e, ok := f["Data"].(*bgp.MessageError); ok {
 			l.s.fail(key, func(st *peerStatus) failure {
 				st.notified = st.up
