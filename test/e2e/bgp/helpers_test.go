@@ -64,6 +64,8 @@ type options struct {
 	cloudConfig string
 	// bgpd is FRR's bgpd.conf; default lab.DefaultBGPDConf("").
 	bgpd string
+	// bfdd, when set, starts FRR's bfdd too, with this bfdd.conf.
+	bfdd string
 	// within bounds the whole test; default five minutes.
 	within time.Duration
 }
@@ -75,6 +77,7 @@ type testbed struct {
 	*e2e.Cluster
 	frr  *lab.FRR
 	bgpd string
+	bfdd string
 	// vty holds open connections to FRR's daemons' vty sockets, by
 	// daemon; see show.
 	vty map[string]*lab.VTYConn
@@ -87,7 +90,7 @@ func newTestbed(t testing.TB, opts options) *testbed {
 	if opts.bgpd == "" {
 		opts.bgpd = lab.DefaultBGPDConf("")
 	}
-	tb := &testbed{bgpd: opts.bgpd, vty: map[string]*lab.VTYConn{}, Cluster: e2e.New(t, e2e.Options{
+	tb := &testbed{bgpd: opts.bgpd, bfdd: opts.bfdd, vty: map[string]*lab.VTYConn{}, Cluster: e2e.New(t, e2e.Options{
 		Lab:             lab.Options{Router: true, IPv6: true},
 		CloudConfig:     opts.cloudConfig,
 		VIPs:            vips,
@@ -99,7 +102,7 @@ func newTestbed(t testing.TB, opts options) *testbed {
 		LogTail:         8000,
 	})}
 	var err error
-	tb.frr, err = tb.Lab.StartFRR(tb.Ctx, opts.bgpd)
+	tb.frr, err = tb.startFRR()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +442,12 @@ func (tb *testbed) restartFRR() {
 		tb.T.Fatal(err)
 	}
 	var err error
-	if tb.frr, err = tb.Lab.StartFRR(tb.Ctx, tb.bgpd); err != nil {
+	if tb.frr, err = tb.startFRR(); err != nil {
 		tb.T.Fatal(err)
 	}
+}
+
+// startFRR starts zebra and bgpd, and bfdd if the testbed has a bfdd.conf.
+func (tb *testbed) startFRR() (*lab.FRR, error) {
+	return tb.Lab.StartFRRConfig(tb.Ctx, lab.FRRConfig{BGPD: tb.bgpd, BFD: tb.bfdd != "", BFDD: tb.bfdd})
 }
