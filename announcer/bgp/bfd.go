@@ -157,6 +157,9 @@ func (s *Speaker) checkBFDAnswer(key string, gen uint64, upAt time.Time) {
 		detail = fmt.Sprintf("the BGP session has been up for %v and the router has sent no multihop BFD packet (UDP port %d): it runs no BFD for this node (FRR: bfdd and `neighbor <node> bfd` with multihop), or a firewall drops it; the session is not protected",
 			s.cfg.BFDAnswerWait, bfd.PortMultihop)
 	}
+	if s.bfdPeers[key].Passive {
+		detail += "; this node's bfd-profile has passive-mode, so it waits for the router's first packet: a router in passive mode too means neither end starts"
+	}
 	if st.BadTTL != 0 {
 		detail = fmt.Sprintf("the router's BFD packets arrive with TTL %d and are dropped (see the BFD log): set ebgp-multihop for a router further away, or lower minimum-ttl", st.BadTTL)
 	}
