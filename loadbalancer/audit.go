@@ -87,7 +87,7 @@ func (lb *LoadBalancer) auditDuplicates(ctx context.Context) {
 	default:
 		return // the restore decides first who keeps what
 	}
-	if lb.stall.check(ctx) != nil {
+	if lb.writable(ctx) != nil {
 		return
 	}
 	shared := lb.shown.sharedAddrs()

@@ -46,6 +46,7 @@ type LoadBalancer struct {
 	alloc     *ipam.Allocator
 	retrier   *retrier
 	stall     *stallGuard // nil without leader election
+	fence     *leaseFence // nil without leader election on a Lease
 	shown     *statusIndex
 	retention *retention
 	// auditKicks asks the duplicate audit to run soon; kicks coalesce.
@@ -188,6 +189,9 @@ func (lb *LoadBalancer) Start(ctx context.Context, client kubernetes.Interface) 
 		if wait.PollUntilContextCancel(ctx, 5*time.Millisecond, true, synced) != nil {
 			return
 		}
+		// One reading of the leader lease before the first answer: the
+		// fence refuses every write until it has one.
+		lb.fence.start(ctx, client)
 		// The previous leader's list gives retained addresses that the
 		// restore is about to find their old pools' settings.
 		if err := lb.readRetainedConfigMap(ctx); err != nil {
@@ -306,7 +310,7 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	if err := lb.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	if err := lb.stall.check(ctx); err != nil {
+	if err := lb.writable(ctx); err != nil {
 		return nil, err
 	}
 	logger := klog.FromContext(ctx).WithValues("service", klog.KObj(service))
@@ -354,6 +358,13 @@ func (lb *LoadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	}
 	lb.releasedAddresses(released(before, got))
 	lb.noteRetained(ctx)
+	// The service controller writes what this returns. Check the lease
+	// again: the allocation may have waited on a lock while it went stale,
+	// and what is held in memory is written by a later sync or restored
+	// from status by the next leader.
+	if err := lb.writable(ctx); err != nil {
+		return nil, err
+	}
 	if !slices.Equal(before, got) {
 		logger.Info("Allocated load-balancer addresses", "addresses", got)
 	}
@@ -434,7 +445,7 @@ func (lb *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, clusterNa
 	if err := lb.waitReady(ctx); err != nil {
 		return err
 	}
-	if err := lb.stall.check(ctx); err != nil {
+	if err := lb.writable(ctx); err != nil {
 		return err
 	}
 	key := serviceKey(service)

@@ -38,6 +38,13 @@ var (
 // since another replica may lead by then (see loadbalancer.ExitAfterStall).
 func (c *Cloud) ExitAfterStall(lease time.Duration) { c.lb.ExitAfterStall(lease) }
 
+// FenceOnLease makes the load balancer allocate only while this replica's
+// leader-election Lease is fresh, and exit once another replica holds it
+// (see loadbalancer.FenceOnLease).
+func (c *Cloud) FenceOnLease(namespace, name string, renewDeadline, retryPeriod time.Duration) {
+	c.lb.FenceOnLease(namespace, name, renewDeadline, retryPeriod)
+}
+
 // WatchConfigFile makes the provider follow changes of the cloud-config
 // file at path from the moment its informers are set. The app calls it with
 // the --cloud-config path, which the provider's factory is not told.

@@ -5,6 +5,7 @@ package app
 import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	cloudprovider "k8s.io/cloud-provider"
 	ccmapp "k8s.io/cloud-provider/app"
 	ccmconfig "k8s.io/cloud-provider/app/config"
@@ -63,10 +64,17 @@ func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
 	if bm, ok := cloud.(*provider.Cloud); ok && shared.CloudConfigFile != "" {
 		bm.WatchConfigFile(shared.CloudConfigFile)
 	}
-	// A leader frozen past its lease must not write once it wakes up.
+	// A leader frozen past its lease must not write once it wakes up, and
+	// one starved until its lease is about to lapse must not write either:
+	// its write could land after the next leader's.
 	if le := c.ComponentConfig.Generic.LeaderElection; le.LeaderElect {
 		if bm, ok := cloud.(*provider.Cloud); ok {
 			bm.ExitAfterStall(le.LeaseDuration.Duration)
+			if le.ResourceLock == resourcelock.LeasesResourceLock {
+				bm.FenceOnLease(le.ResourceNamespace, le.ResourceName, le.RenewDeadline.Duration, le.RetryPeriod.Duration)
+			} else {
+				klog.Warningf("--leader-elect-resource-lock=%s: the lease fence needs %q, so a starved leader's late writes are caught only by the duplicate audit", le.ResourceLock, resourcelock.LeasesResourceLock)
+			}
 		}
 	}
 	return cloud

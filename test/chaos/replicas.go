@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -79,12 +80,43 @@ type replicaSet struct {
 	zombieKills    int
 }
 
+// LeasesEnv sets the replicas' leader-election timings as
+// lease/renew/retry, e.g. 4s/3s/1s; the default is the shipped Deployment's
+// 15s/10s/2s. Short leases make a starved leader lose its lease with writes
+// in flight, which the CCM's lease fence must catch.
+const LeasesEnv = "CHAOS_LEASES"
+
+// leaseArgsFrom returns the leader-election flags for spec, given as
+// lease/renew/retry durations ("" means the shipped ones).
+func leaseArgsFrom(spec string) ([]string, error) {
+	if spec == "" {
+		return leaseArgs, nil
+	}
+	parts := strings.Split(spec, "/")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("%s=%q: want lease/renew/retry, e.g. 4s/3s/1s", LeasesEnv, spec)
+	}
+	flags := []string{"--leader-elect-lease-duration=", "--leader-elect-renew-deadline=", "--leader-elect-retry-period="}
+	var out []string
+	for i, p := range parts {
+		if _, err := time.ParseDuration(p); err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", LeasesEnv, spec, err)
+		}
+		out = append(out, flags[i]+p)
+	}
+	return out, nil
+}
+
 func startReplicas(t testing.TB, cp *controlplane.ControlPlane, cs kubernetes.Interface, cloudConfig string, beforeStart func(), logf func(string, ...any)) *replicaSet {
 	t.Helper()
 	rs := &replicaSet{t: t, cs: cs, logf: logf, beforeStart: beforeStart}
+	args, err := leaseArgsFrom(os.Getenv(LeasesEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"ccm-a", "ccm-b"} {
 		rs.reps = append(rs.reps, ccm.New(t, cp, ccm.Options{
-			Name: name, CloudConfig: cloudConfig, LeaderElect: true, Args: leaseArgs,
+			Name: name, CloudConfig: cloudConfig, LeaderElect: true, Args: args,
 		}))
 	}
 	// Registered after ccm.New, so it runs before the replicas' Stop: a

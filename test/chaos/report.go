@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +18,11 @@ const maxViolationsShown = 40
 func (r *run) summary(binary string, wall time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d (replay: CHAOS_SEED=%d CHAOS_PROFILE=%s), profile %s\n", r.seed, r.seed, r.prof.Name, r.prof.Name)
-	fmt.Fprintf(&b, "CCM binary: %s (2 replicas, leader election, deploy/base RBAC)\n", binary)
+	leases := os.Getenv(LeasesEnv)
+	if leases == "" {
+		leases = "15s/10s/2s"
+	}
+	fmt.Fprintf(&b, "CCM binary: %s (2 replicas, leader election %s lease/renew/retry, deploy/base RBAC)\n", binary, leases)
 	fmt.Fprintf(&b, "operations: %d (%s)\n", sum(r.ops), counts(r.ops))
 	if len(r.rejected) > 0 {
 		fmt.Fprintf(&b, "  of which refused by the apiserver: %s\n", counts(r.rejected))
