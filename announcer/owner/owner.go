@@ -1,20 +1,3 @@
-// Package owner chooses which node announces a layer 2 IP.
-//
-// Every announcer computes the owner of every IP on its own, from the same
-// inputs: the IP and the set of live, eligible node names. No coordination
-// is needed beyond agreeing on those inputs, which membership gossip and
-// the Kubernetes API provide; after a partition heals, the views merge and
-// every node arrives at the same owner again.
-//
-// The choice is rendezvous (highest-random-weight) hashing: each node gets
-// a pseudo-random score for the IP and the highest score wins. This spreads
-// IPs evenly across nodes and, when a node leaves, moves only the IPs that
-// node owned (everyone else's scores are unchanged); when a node joins it
-// takes over only the IPs for which it now has the highest score.
-//
-// The score function is part of the protocol between announcers: two
-// versions running side by side during a rolling update must pick the same
-// owner. Never change it.
 package owner
 
 import (

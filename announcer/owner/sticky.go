@@ -1,0 +1,81 @@
+package owner
+
+import (
+	"net/netip"
+)
+
+// Claims tells what this node knows of the other nodes' claims.
+type Claims interface {
+	// Claims says whether node claims ip, by the record this node holds,
+	// and whether that record is known (this node holds one for the
+	// node's current process).
+	Claims(node string, ip netip.Addr) (claims, known bool)
+}
+
+// Input is one IP's decision.
+type Input struct {
+	// IP is the address.
+	IP netip.Addr
+	// Self is this node's name.
+	Self string
+	// Candidates are the live nodes that may announce IP, this node
+	// included if it may. Duplicates and order do not matter.
+	Candidates []string
+	// Announced says whether this node announces IP now: its own claim,
+	// which it always knows.
+	Announced bool
+	// Others are the other nodes' claims. Nil means no records at all:
+	// plain rendezvous hashing, and no node waits for records.
+	Others Claims
+}
+
+// Outcome is the decision for one IP.
+type Outcome struct {
+	// Owner is the node that announces IP, "" when there are no
+	// candidates.
+	Owner string
+	// Sticky says the owner holds IP by its claim, where Pick over the
+	// candidates would choose another node: a failback avoided.
+	Sticky bool
+	// Wait says this node owns IP but must not start announcing it yet:
+	// it does not hold the current claim record of every other
+	// candidate, one of which may hold IP.
+	Wait bool
+}
+
+// Decide applies the rule of the package doc: claimants first, the
+// highest score among them; rendezvous over all candidates when there is
+// none.
+func Decide(in Input) Outcome {
+	var claimants []string
+	unknown := false
+	for _, c := range in.Candidates {
+		var claims, known bool
+		switch {
+		case c == in.Self:
+			claims, known = in.Announced, true
+		case in.Others == nil:
+			known = true
+		default:
+			claims, known = in.Others.Claims(c, in.IP)
+		}
+		if !known {
+			unknown = true
+			continue
+		}
+		if claims {
+			claimants = append(claimants, c)
+		}
+	}
+	var out Outcome
+	if len(claimants) > 0 {
+		out.Owner = Pick(in.IP, claimants)
+		out.Sticky = out.Owner != Pick(in.IP, in.Candidates)
+	} else {
+		out.Owner = Pick(in.IP, in.Candidates)
+	}
+	// Keeping never waits; taking over does, while a candidate's claims
+	// are unknown.
+	out.Wait = out.Owner == in.Self && !in.Announced && unknown
+	return out
+}
