@@ -2,6 +2,8 @@ module github.com/cloud-provider-baremetal/cloud-provider-baremetal/build/image
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require github.com/google/go-containerregistry v0.22.1
 
 require (

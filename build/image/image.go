@@ -222,10 +222,25 @@ func layer(epoch time.Time, entries []entry) (v1.Layer, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	b := buf.Bytes()
+	// Compressed here, once, rather than by go-containerregistry (which
+	// compresses again for every write): the gzip header carries no
+	// name and no time, and compress/gzip of one Go release always
+	// gives the same bytes.
+	var z bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&z, gzip.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(buf.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	b := z.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.BestCompression))
+	}, tarball.WithMediaType(types.OCILayer))
 }
 
 // writeArchive packs the layout directory dir into the tar file path:

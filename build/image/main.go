@@ -9,7 +9,9 @@
 //
 // The images are reproducible: the same commit gives the same digests on
 // any machine with the same Go toolchain (pinned by -toolchain, fetched from
-// the module proxy when the local go differs). To get there:
+// the module proxy when the local go differs; this program should run on
+// the same release, as go.mod's toolchain line asks, because it compresses
+// the layers). To get there:
 //
 //   - the source is the commit itself (git archive), never the working
 //     tree, so uncommitted files cannot leak in;
@@ -33,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 )
@@ -55,6 +58,10 @@ func main() {
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "image: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
+	}
+	if runtime.Version() != defaultToolchain {
+		// The layers are compressed by this program's compress/gzip.
+		fmt.Fprintf(os.Stderr, "image: warning: running on %s, not %s: the layers' compression, and so the digests, may differ from other builds\n", runtime.Version(), defaultToolchain)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
