@@ -1,0 +1,60 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// WorkloadContainer reads the workload (DaemonSet, Deployment) in the
+// YAML file at path and returns its container named name: the command,
+// arguments, environment and securityContext the tests run the image
+// with.
+func WorkloadContainer(path, name string) (*corev1.Container, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		// Every workload kind keeps its pod template at spec.template.
+		var obj appsv1.DaemonSet
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: no workload with a container %q", path, name)
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		for i := range obj.Spec.Template.Spec.Containers {
+			if c := &obj.Spec.Template.Spec.Containers[i]; c.Name == name {
+				return c, nil
+			}
+		}
+	}
+}
+
+// ContainerEnv resolves c's env as the kubelet would for a Pod on node in
+// namespace: literal values, and the fieldRefs spec.nodeName and
+// metadata.namespace. Anything else is an error, so a new kind of entry
+// in the manifest is noticed.
+func ContainerEnv(c *corev1.Container, node, namespace string) ([]string, error) {
+	var env []string
+	for i, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env = append(env, e.Name+"="+e.Value)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName":
+			env = append(env, e.Name+"="+node)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env = append(env, e.Name+"="+namespace)
+		default:
+			return nil, fmt.Errorf("containers[%s].env[%d] (%s): only values and the fieldRefs spec.nodeName and metadata.namespace are supported", c.Name, i, e.Name)
+		}
+	}
+	return env, nil
+}
