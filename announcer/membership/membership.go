@@ -18,6 +18,10 @@
 // member's metadata (package nodemeta), which SetMeta publishes for this
 // node.
 //
+// It also carries the claim records of package owner (claims.go): which
+// layer 2 IPs each node announces, so that an IP stays with its holder
+// when a node returns.
+//
 // Split brain: when the network partitions, each side declares the other
 // dead and takes over its IPs, which is the best a partitioned layer 2
 // segment can do. When it heals, the sides must find each other again.
@@ -120,6 +124,9 @@ type Membership struct {
 	// ContactWindow when last checked.
 	lastContact atomic.Int64
 	stale       atomic.Bool
+
+	// claims are the claim records, this node's and the others' (claims.go).
+	claims *claims
 
 	mu       sync.Mutex
 	peers    []netip.Addr
@@ -230,6 +237,7 @@ func Start(cfg Config) (*Membership, error) {
 		left:        map[string]bool{},
 		leaving:     map[string]bool{},
 		stop:        make(chan struct{}),
+		claims:      newClaims(cfg.NodeName, time.Now()),
 	}
 	meta := slices.Clone(cfg.Meta)
 	m.meta.Store(&meta)
@@ -262,10 +270,11 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	m.ml.Store(ml)
 	members.Set(float64(ml.NumMembers()))
-	m.wg.Add(3)
+	m.wg.Add(4)
 	go m.rejoinLoop()
 	go m.metaLoop()
 	go m.contactLoop()
+	go m.claimLoop()
 	return m, nil
 }
 
@@ -600,6 +609,9 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 	delete(e.m.left, n.Name)
 	delete(e.m.leaving, n.Name)
 	e.m.mu.Unlock()
+	if n.Name != e.m.name {
+		e.m.claims.sendTo(n.Name)
+	}
 	e.m.changed()
 }
 
@@ -612,6 +624,8 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 		e.m.left[n.Name] = true
 	}
 	e.m.mu.Unlock()
+	// Whatever it claimed is void; its next process sends a new record.
+	e.m.claims.table.Forget(n.Name)
 	e.m.logger.Info("Member left", "member", n.Name, "addr", n.Address(), "onPurpose", left)
 	e.m.changed()
 }
@@ -628,9 +642,9 @@ func memberOf(n *memberlist.Node) member {
 	return member{addr: ip.Unmap(), port: n.Port, meta: slices.Clone(n.Meta)}
 }
 
-// delegate gives memberlist this node's metadata and hears leave
-// notices. The other Delegate methods are unused: the announcers exchange
-// nothing else.
+// delegate gives memberlist this node's metadata and claim record, and
+// hears leave notices and the others' claim records. Broadcasts are
+// unused.
 type delegate struct{ m *Membership }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -644,6 +658,10 @@ func (d delegate) NodeMeta(limit int) []byte {
 // NotifyMsg hears leave notices (see Leave). One that arrives after the
 // member is gone already still marks it as left.
 func (d delegate) NotifyMsg(b []byte) {
+	if d.m.receiveClaims(b) {
+		d.m.changed()
+		return
+	}
 	if len(b) < 2 || b[0] != leaveNotice {
 		return
 	}
@@ -659,8 +677,16 @@ func (d delegate) NotifyMsg(b []byte) {
 }
 
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (delegate) LocalState(join bool) []byte                { return nil }
-func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState is this node's claim record, which push/pull carries.
+func (d delegate) LocalState(join bool) []byte { return d.m.claims.localState() }
+
+// MergeRemoteState takes the peer's claim record.
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	if d.m.receiveClaims(buf) {
+		d.m.changed()
+	}
+}
 
 // pings hears about probes: an ack to this node's probe, or a probe it
 // acknowledges, means another member got through to it.

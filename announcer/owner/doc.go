@@ -79,7 +79,9 @@
 // (its process's start time, so that a restarted node's records supersede
 // those of its earlier life) and a sequence number that grows with every
 // change. Records travel first hand only: each node sends its own record
-// to every member when it changes, to a member that joins, and in
+// to every member when it changes, to a member that joins (asking for the
+// member's record in return if it holds none, as after a flap that only
+// one side saw), and in
 // memberlist's push/pull state (which a joining node exchanges with every
 // peer it joins, before its first pass). A node never forwards another's
 // record, so a record it holds is always from the node's current process,
