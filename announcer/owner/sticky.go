@@ -47,6 +47,12 @@ type Outcome struct {
 // highest score among them; rendezvous over all candidates when there is
 // none.
 func Decide(in Input) Outcome {
+	if in.Others == nil {
+		// Not even this node's own claim counts: a node that kept its IPs
+		// by claim while the others pick by rendezvous would answer
+		// alongside the winner.
+		return Outcome{Owner: Pick(in.IP, in.Candidates)}
+	}
 	var claimants []string
 	unknown := false
 	for _, c := range in.Candidates {
@@ -54,8 +60,6 @@ func Decide(in Input) Outcome {
 		switch {
 		case c == in.Self:
 			claims, known = in.Announced, true
-		case in.Others == nil:
-			known = true
 		default:
 			claims, known = in.Others.Claims(c, in.IP)
 		}

@@ -55,6 +55,10 @@ func TestDecide(t *testing.T) {
 			want: Outcome{Owner: "node1"},
 		},
 		{
+			name: "no records: plain rendezvous, even against this node's own announcement", self: "node2", candidates: all, announced: true,
+			want: Outcome{Owner: "node1"},
+		},
+		{
 			name: "no candidates", self: "node1", candidates: nil, others: map[string][]string{},
 			want: Outcome{},
 		},
