@@ -105,6 +105,9 @@ type Config struct {
 	// that can use none of a pool's tells the others, which pass it over
 	// for that pool. Nil means every interface is usable.
 	Health Health
+	// WriteStatus keeps the announcement condition on the Services this
+	// node is the writer of (status.go); it needs services/status patch.
+	WriteStatus bool
 }
 
 // everything selects every object of a lister.
@@ -153,6 +156,9 @@ type Controller struct {
 	guard      *guard
 	// wakeAt is when a pool settles and a pass is due, or zero.
 	wakeAt time.Time
+	// status writes the announcement condition; nil without
+	// Config.WriteStatus.
+	status *statusWriter
 }
 
 // reannouncer is an Announcer that can repeat its announcements (layer2's
@@ -194,6 +200,9 @@ func New(cfg Config) *Controller {
 	c.nodes = node.Lister()
 	c.endpoints = eps.Informer().GetIndexer()
 	c.factories = []informers.SharedInformerFactory{c.factory}
+	if cfg.WriteStatus {
+		c.status = newStatusWriter(cfg.Client, c.services)
+	}
 
 	if cfg.Namespace != "" && cfg.AnnouncerSelector != "" {
 		f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
@@ -343,6 +352,11 @@ func (c *Controller) Run(ctx context.Context, members Members) {
 	if c.cfg.Health != nil {
 		health = c.cfg.Health.HealthChanges()
 	}
+	if c.status != nil {
+		statusDone := make(chan struct{})
+		defer func() { <-statusDone }()
+		go func() { defer close(statusDone); c.status.run(ctx) }()
+	}
 	for {
 		c.reconcile(logger, members)
 		earliest := time.Now().Add(MinPassInterval)
@@ -442,6 +456,9 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 	}
 
 	c.recordChanges(logger, decisions, mine)
+	if c.status != nil {
+		c.status.set(desiredStatus(snap, decisions, mine))
+	}
 	c.announced = mine
 	owners := make(map[netip.Addr]string, len(decisions))
 	for ip, d := range decisions {

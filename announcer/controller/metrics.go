@@ -41,6 +41,6 @@ var registerOnce sync.Once
 // registry served on /metrics.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(announcedIPs, reconciles, reconcileDuration, quorumClaims)
+		legacyregistry.MustRegister(announcedIPs, reconciles, reconcileDuration, quorumClaims, statusWrites)
 	})
 }

@@ -4,6 +4,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/servicestatus"
 )
 
 // strip keeps only what the announcer reads of each object, so the
@@ -53,9 +55,15 @@ func keepMeta(m *metav1.ObjectMeta, labels map[string]string) {
 
 func stripService(s *corev1.Service) {
 	keepMeta(&s.ObjectMeta, nil)
+	// The announcement condition stays, so that its writer writes only
+	// what changed (status.go).
+	var ours []metav1.Condition
+	if c := servicestatus.Find(s.Status.Conditions); c != nil {
+		ours = []metav1.Condition{*c}
+	}
 	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		s.Spec = corev1.ServiceSpec{Type: s.Spec.Type}
-		s.Status = corev1.ServiceStatus{}
+		s.Status = corev1.ServiceStatus{Conditions: ours}
 		return
 	}
 	// The class says whose Service it is: only one without a class is
@@ -67,7 +75,7 @@ func stripService(s *corev1.Service) {
 		LoadBalancerClass:     s.Spec.LoadBalancerClass,
 	}
 	ingress := s.Status.LoadBalancer.Ingress
-	s.Status = corev1.ServiceStatus{}
+	s.Status = corev1.ServiceStatus{Conditions: ours}
 	for _, ing := range ingress {
 		if ing.IP != "" {
 			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ing.IP})

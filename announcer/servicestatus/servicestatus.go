@@ -41,10 +41,6 @@ const (
 	// ReasonNoInterface: the owner does not know which interface to
 	// answer on.
 	ReasonNoInterface = "NoInterface"
-	// ReasonSettling: the owner waits before it takes the IP over.
-	ReasonSettling = "Settling"
-	// ReasonNoQuorum: the owner may not claim IPs (split-brain guard).
-	ReasonNoQuorum = "NoQuorum"
 )
 
 // Entry is what the condition says of one IP.
