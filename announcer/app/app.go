@@ -173,7 +173,8 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	restCfg.UserAgent = Component + "/" + o.NodeName
-	// Reads come from informers; the budget is for events.
+	// Reads come from informers; the budget is for events and the
+	// announcement conditions on Services.
 	restCfg.QPS, restCfg.Burst = 20, 40
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
@@ -224,6 +225,7 @@ func Run(ctx context.Context, o *Options) error {
 		Namespace:         o.Namespace,
 		AnnouncerSelector: o.AnnouncerPodSelector,
 		Health:            l2,
+		WriteStatus:       true,
 	})
 	wireGuard(logger, l2, ctrl)
 	// The informers outlive ctx by design: during the handover delay
