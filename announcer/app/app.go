@@ -27,6 +27,7 @@ import (
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/controller"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/keyring"
@@ -50,6 +51,7 @@ type Options struct {
 	Namespace                 string
 	AnnouncerPodSelector      string
 	HandoverDelay             time.Duration
+	StickyOwners              bool
 	Profiling                 bool
 	Logs                      *logsapi.LoggingConfiguration
 	// serving is --metrics-bind-address and its certificate
@@ -97,6 +99,7 @@ speaker that dials out (it does not listen on port 179).`,
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The announcer's namespace, where it reads the Secrets named by peers' password-secret, its own Pods and the CCM's ConfigMap baremetal-retained-addresses. Default $POD_NAMESPACE.")
 	fs.StringVar(&o.AnnouncerPodSelector, "announcer-pod-selector", DefaultAnnouncerPodSelector, "Label selector of the announcer Pods in --namespace: the nodes that have one are the announcers the split-brain guard expects to hear from. Empty means every Node (for announcers not run by the DaemonSet).")
 	fs.DurationVar(&o.HandoverDelay, "handover-delay", time.Second, "On SIGTERM, how long to keep answering after leaving the membership, while the new owners announce themselves.")
+	fs.BoolVar(&o.StickyOwners, "layer2-sticky-owners", false, "Keep a layer2 IP on the node that announces it when its rendezvous winner comes back (no failback, no second move). Every announcer of the cluster must run with the same setting: switch it by restarting all of them, not by a rolling update.")
 	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go profiles on /debug/pprof/ of --metrics-bind-address, to the users authorized for it.")
 	o.serving.AddFlags(fs)
 	logsapi.AddFlags(o.Logs, fs)
@@ -206,6 +209,13 @@ func Run(ctx context.Context, o *Options) error {
 	defer speaker.Close()
 	passwords := newPasswordSource(client, o.Namespace)
 
+	// With sticky owners the layer2 announcer publishes its claims.
+	claiming := &claimingLayer2{Announcer: l2}
+	var layer2Announcer announcer.Announcer = l2
+	if o.StickyOwners {
+		layer2Announcer = claiming
+	}
+
 	var nodeIP netip.Addr
 	if o.NodeIP != "" {
 		nodeIP = netip.MustParseAddr(o.NodeIP).Unmap()
@@ -215,7 +225,7 @@ func Run(ctx context.Context, o *Options) error {
 		NodeIP:    nodeIP,
 		Cloud:     cloud,
 		Client:    client,
-		Layer2:    l2,
+		Layer2:    layer2Announcer,
 		BGP:       speaker,
 		Passwords: passwords.Password,
 		Recorder:  recorder,
@@ -228,6 +238,7 @@ func Run(ctx context.Context, o *Options) error {
 		WriteStatus:       true,
 	})
 	wireGuard(logger, l2, ctrl)
+	ctrl.SetStickyOwners(o.StickyOwners)
 	// The informers outlive ctx by design: during the handover delay
 	// nothing reads them, and they stop when Run returns.
 	informerCtx, stopInformers := context.WithCancel(klog.NewContext(context.Background(), logger))
@@ -271,6 +282,7 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	defer ms.Shutdown()
+	claiming.members.Store(ms)
 	if keys != nil {
 		if err := followKeys(informerCtx, client, o.MemberlistSecretNamespace, o.MemberlistSecret, ms); err != nil {
 			return err

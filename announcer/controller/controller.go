@@ -431,6 +431,7 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		verdict:          &g.verdict,
 		announced:        c.announced,
 		settled:          g.settled,
+		claims:           g.claims,
 	}
 	decisions, mine := decide(snap)
 

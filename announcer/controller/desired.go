@@ -50,6 +50,9 @@ type snapshot struct {
 	// settled says whether this node may take over IPs of the pool
 	// definition fp now (see Controller.settle).
 	settled func(fp uint32) bool
+	// claims are the other nodes' claim records (package owner); nil
+	// means owners are not sticky: plain rendezvous.
+	claims owner.Claims
 }
 
 // ipDecision is the outcome for one IP.
@@ -70,6 +73,7 @@ type ipDecision struct {
 const (
 	heldNoQuorum = "this node may not claim IPs (split-brain guard)"
 	heldSettling = "the pool has just changed for this node; taking over after the settle time"
+	heldClaims   = "this node does not hold every candidate's claim record yet; taking over once it does"
 )
 
 // group collects, for every IP of a pool of the given protocol that a
@@ -150,7 +154,8 @@ type poolCandidates struct {
 // The candidates for a pool's IPs are the live members that are eligible
 // (package eligibility), share this node's definition of the pool and can
 // serve it (package agreement); none when the members sharing it do not
-// decide. The owner is chosen among them (package owner). This node
+// decide. The owner is chosen among them (package owner): by rendezvous,
+// or, with sticky owners, the candidate that claims the IP first. This node
 // announces the IPs it owns while it may claim (package quorum): those it
 // announced already at once, others once the pool is settled.
 func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.Announcement) {
@@ -167,17 +172,21 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 			poolNodes[d.pool] = pc
 		}
 		d.disagree = pc.disagree
-		d.owner = owner.Pick(ip, candidates(s, d, pc.names))
+		_, before := s.announced[ip]
+		o := owner.Decide(owner.Input{IP: ip, Self: s.self, Candidates: candidates(s, d, pc.names), Announced: before, Others: s.claims})
+		d.owner = o.Owner
 		if d.owner != s.self {
 			continue
 		}
-		_, before := s.announced[ip]
 		switch {
 		case s.verdict != nil && !s.verdict.Claim:
 			d.held = heldNoQuorum
 			continue
 		case !before && s.settled != nil && !s.settled(pc.fp):
 			d.held = heldSettling
+			continue
+		case o.Wait:
+			d.held = heldClaims
 			continue
 		}
 		ifaces := d.pool.Interfaces

@@ -16,6 +16,7 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/coverage"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/membership"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/nodemeta"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/owner"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/quorum"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -77,6 +78,8 @@ type guard struct {
 	// pass (see expectedAnnouncers); it starts true so that the fallback
 	// is logged.
 	byPod bool
+	// sticky says whether owners keep their IPs by claim (sticky.go).
+	sticky bool
 }
 
 func newGuard() *guard {
@@ -96,6 +99,9 @@ type guardPass struct {
 	verdict quorum.Verdict
 	settled func(fp uint32) bool
 	wakeAt  time.Time
+	// claims are the other nodes' claim records when owners are sticky,
+	// nil otherwise (plain rendezvous).
+	claims owner.Claims
 }
 
 // runGuard resolves the pools of the addresses in use, publishes this
@@ -118,6 +124,11 @@ func (c *Controller) runGuard(logger klog.Logger, now time.Time, members Members
 	}
 	var p guardPass
 	p.covered = c.coverage.Resolve(c.cloud.Load(), c.retained.Load(), inUse)
+	if cl, ok := members.(claimer); ok && g.sticky {
+		// One snapshot for the whole pass, so that all its decisions see
+		// the same records.
+		p.claims = cl.Claims()
+	}
 
 	// The layer2 pool definitions this node announces by, and whether it
 	// can serve each.

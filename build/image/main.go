@@ -123,6 +123,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	for _, c := range cmds {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		bins := make([]string, len(platforms))
 		for i, p := range platforms {
 			bins[i] = binaries[p][c]

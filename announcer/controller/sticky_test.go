@@ -1,0 +1,99 @@
+package controller
+
+import (
+	"net/netip"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/owner"
+)
+
+// TestDecideSticky: with claim records, node1 coming back leaves its old
+// IPs with the node that holds them, takes new ones, and takes nothing
+// while a candidate's record is missing.
+func TestDecideSticky(t *testing.T) {
+	cloud := testCloud(t)
+	nodes := []*corev1.Node{
+		readyNode("node1", nil, "203.0.113.11"),
+		readyNode("node2", nil, "203.0.113.12"),
+		readyNode("node3", nil, "203.0.113.13"),
+	}
+	all := []string{"node1", "node2", "node3"}
+	var services []*corev1.Service
+	var held, fresh netip.Addr // node1's by rendezvous: one node2 took over, one new
+	for i := range 11 {
+		ip := netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + i)})
+		services = append(services, lbService("ns", "svc"+string(rune('a'+i)), corev1.ServiceExternalTrafficPolicyCluster, ip.String()))
+		if owner.Pick(ip, all) != "node1" {
+			continue
+		}
+		switch {
+		case !held.IsValid() && owner.Pick(ip, all[1:]) == "node2":
+			held = ip
+		case !fresh.IsValid():
+			fresh = ip
+		}
+	}
+	if !held.IsValid() || !fresh.IsValid() {
+		t.Fatal("the pool has no two IPs of node1 for the test")
+	}
+	record := func(node string, ips ...netip.Addr) owner.Record { return owner.NewRecord(node, 1, 1, ips) }
+	tests := []struct {
+		name      string
+		announced []netip.Addr
+		claims    owner.Claims
+		wantMine  map[netip.Addr]bool
+		wantHeld  map[netip.Addr]string
+		wantOwner map[netip.Addr]string
+	}{
+		{
+			name:      "not sticky: node1 takes back what node2 holds",
+			wantMine:  map[netip.Addr]bool{held: true, fresh: true},
+			wantOwner: map[netip.Addr]string{held: "node1", fresh: "node1"},
+		},
+		{
+			name:      "sticky, back with every record: node2 keeps its IP, node1 takes the new one",
+			claims:    owner.Snapshot{"node2": record("node2", held), "node3": record("node3")},
+			wantMine:  map[netip.Addr]bool{fresh: true},
+			wantOwner: map[netip.Addr]string{held: "node2", fresh: "node1"},
+		},
+		{
+			name:      "sticky, node2's record missing: node1 takes nothing yet",
+			claims:    owner.Snapshot{"node3": record("node3")},
+			wantHeld:  map[netip.Addr]string{held: heldClaims, fresh: heldClaims},
+			wantOwner: map[netip.Addr]string{held: "node1", fresh: "node1"},
+		},
+		{
+			name:      "sticky, both claim after a heal: the higher score, node1, keeps it",
+			announced: []netip.Addr{held, fresh},
+			claims:    owner.Snapshot{"node2": record("node2", held), "node3": record("node3")},
+			wantMine:  map[netip.Addr]bool{held: true, fresh: true},
+			wantOwner: map[netip.Addr]string{held: "node1", fresh: "node1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			announced := map[netip.Addr]announcer.Announcement{}
+			for _, ip := range tt.announced {
+				announced[ip] = announcer.Announcement{Pool: "default"}
+			}
+			decisions, mine := decide(snapshot{cloud: cloud, self: "node1", defaultInterface: "eth0", services: services, nodes: nodes,
+				endpointNodes: func(*corev1.Service) map[string]bool { return nil },
+				live:          map[string]bool{"node1": true, "node2": true, "node3": true},
+				announced:     announced, claims: tt.claims})
+			for _, ip := range []netip.Addr{held, fresh} {
+				if _, ok := mine[ip]; ok != tt.wantMine[ip] {
+					t.Errorf("%s announced: %v, want %v", ip, ok, tt.wantMine[ip])
+				}
+				if got := decisions[ip].held; got != tt.wantHeld[ip] {
+					t.Errorf("%s held %q, want %q", ip, got, tt.wantHeld[ip])
+				}
+				if got := decisions[ip].owner; got != tt.wantOwner[ip] {
+					t.Errorf("%s owner %s, want %s", ip, got, tt.wantOwner[ip])
+				}
+			}
+		})
+	}
+}
