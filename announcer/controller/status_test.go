@@ -2,12 +2,16 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -231,4 +235,101 @@ func TestLayer2EntryUsesTheOwnersInterfaces(t *testing.T) {
 	if e := layer2Entry(s, ip, d, nil); e.Reason != servicestatus.ReasonNoInterface {
 		t.Errorf("without an announcement: %q", e.Format())
 	}
+}
+
+// TestStatusWriteVolume: with 3 nodes and 300 Services, each Service is
+// written once, resyncs write nothing, and a node's death rewrites only
+// the Services whose IP it owned.
+func TestStatusWriteVolume(t *testing.T) {
+	all := []string{"node1", "node2", "node3"}
+	objs := []runtime.Object{readyNode("node1", nil, "203.0.113.11"), readyNode("node2", nil, "203.0.113.12"), readyNode("node3", nil, "203.0.113.13")}
+	const n = 300
+	owned := map[string]int{}
+	ip := netip.MustParseAddr("2001:db8:1::200")
+	for i := range n {
+		ip = ip.Next()
+		objs = append(objs, lbService("ns", fmt.Sprintf("svc%d", i), corev1.ServiceExternalTrafficPolicyCluster, ip.String()))
+		owned[ownerAmong(ip.String(), all...)]++
+	}
+	cloud := testCloud(t)
+	// Widen the IPv6 range of pool default so that every Service is in it.
+	cloud.Pools[0].Ranges[1] = netipx.IPRangeFrom(netip.MustParseAddr("2001:db8:1::200"), netip.MustParseAddr("2001:db8:1::3ff"))
+	client := fake.NewClientset(objs...)
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	members := map[string]*fakeMembers{}
+	var ctrls []*Controller
+	done := make(chan struct{}, len(all))
+	t.Cleanup(func() {
+		cancel()
+		for range ctrls {
+			<-done
+		}
+		for _, c := range ctrls {
+			c.Shutdown()
+		}
+	})
+	for _, name := range all {
+		m := newFakeMembers(all...)
+		members[name] = m
+		c := New(Config{NodeName: name, Cloud: cloud, Client: client, Layer2: &fakeAnnouncer{},
+			Recorder: record.NewFakeRecorder(10000), DefaultInterface: func() (string, error) { return "eth0", nil },
+			WriteStatus: true, ResyncPeriod: 100 * time.Millisecond})
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ctrls = append(ctrls, c)
+		go func() { defer func() { done <- struct{}{} }(); c.Run(ctx, m) }()
+	}
+	writes := func() int {
+		k := 0
+		for _, a := range client.Actions() {
+			if p, ok := a.(k8stesting.PatchAction); ok && a.GetSubresource() == "status" && p.GetPatchType() == types.ApplyPatchType {
+				k++
+			}
+		}
+		return k
+	}
+	announcedBy := func(node string) int {
+		list, err := client.CoreV1().Services("ns").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := 0
+		for _, s := range list.Items {
+			if c := servicestatus.Find(s.Status.Conditions); c != nil && strings.Contains(c.Message, "announced by "+node+" ") {
+				k++
+			}
+		}
+		return k
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitUntil("every Service's condition", func() bool {
+		return announcedBy("node1")+announcedBy("node2")+announcedBy("node3") == n
+	})
+	time.Sleep(time.Second) // ten resyncs on every node
+	if w := writes(); w != n {
+		t.Errorf("%d writes for %d Services; want one each", w, n)
+	}
+	before := writes()
+	dead := "node1"
+	members[dead].set(dead) // cut off: no quorum, writes nothing
+	for _, name := range all[1:] {
+		members[name].set(all[1:]...)
+	}
+	waitUntil("node1's Services rewritten", func() bool { return announcedBy(dead) == 0 })
+	time.Sleep(time.Second)
+	if w := writes() - before; w != owned[dead] {
+		t.Errorf("%d writes after %s died; want %d, the Services it owned", w, dead, owned[dead])
+	}
+	t.Logf("300 Services: %d writes to start, %d when %s died (it owned %d)", before, writes()-before, dead, owned[dead])
 }
