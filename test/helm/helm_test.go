@@ -163,14 +163,6 @@ func id(o object) string {
 	return id + str(o, "metadata", "name")
 }
 
-func byID(objs []object) map[string]object {
-	m := make(map[string]object, len(objs))
-	for _, o := range objs {
-		m[id(o)] = o
-	}
-	return m
-}
-
 func find(t *testing.T, objs []object, kind, name string) object {
 	t.Helper()
 	for _, o := range objs {
