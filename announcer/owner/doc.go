@@ -91,15 +91,24 @@
 //
 // # Rebalancing
 //
-// Without failback, the nodes that stayed keep the IPs of a node that
-// came back; new IPs spread over all nodes, so the imbalance shrinks with
-// churn but need not vanish. Release picks, deliberately and rarely, one IP
-// for a loaded holder to give up: only when the holder has at least
-// RebalanceMin more IPs than the IP's rendezvous winner and more than
-// RebalanceFactor times the winner's load, one IP per call, and the caller
-// calls it at most once per rebalance interval. A release is a withdrawal
-// by the holder (its record drops the IP, then the winner, seeing no
-// claimant, takes it over after a gap of one record push), so it never
-// makes two answerers. It breaks that IP's connections once, which is why
-// it is slow and off by default.
+// Without failback, the nodes that stayed keep the IPs of a node that came
+// back; new IPs spread over all nodes, so the imbalance shrinks with churn
+// but need not vanish. It is largest where every node restarts in turn: the
+// node that boots or restarts last starts with no IP at all (at a cluster's
+// first start the guard lets the first majority take everything, and in a
+// rolling update each restarted node's IPs go to the others).
+//
+// Release picks, deliberately, one IP for a loaded holder to give up: only
+// when the holder has at least RebalanceMin more IPs than the IP's
+// rendezvous winner and more than RebalanceFactorNum/RebalanceFactorDen
+// times the winner's load, one IP per call; the caller is to call it at
+// most once per rebalance interval (tens of seconds), so that moves stay
+// rare and one at a time. A release is a withdrawal by the holder: its
+// record drops the IP, and the winner, seeing no claimant, takes it over a
+// record push later. It never makes two answerers, and it breaks that
+// one IP's connections once.
+//
+// The controller does not call Release yet: with --layer2-sticky-owners
+// an imbalance stays until Services come and go, which is one reason the
+// flag is off by default.
 package owner
