@@ -95,7 +95,7 @@
 // back; new IPs spread over all nodes, so the imbalance shrinks with churn
 // but need not vanish. It is largest where every node restarts in turn: the
 // node that boots or restarts last starts with no IP at all (at a cluster's
-// first start the guard lets the first majority take everything, and in a
+// first start the first majority of nodes shares every IP, and in a
 // rolling update each restarted node's IPs go to the others).
 //
 // Release picks, deliberately, one IP for a loaded holder to give up: only
