@@ -2,6 +2,7 @@ package onewrite
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -147,7 +148,14 @@ func (q queueStats) minus(o queueStats) queueStats {
 
 func readQueueStats(b *testing.B, c *ccm.CCM) queueStats {
 	b.Helper()
-	text, err := c.Metrics(b.Context())
+	// Right after a start the CCM may not have loaded the client CA it
+	// authenticates scrapes with yet, and answers 403: ask again.
+	var text string
+	err := waitUntil(b.Context(), waitTimeout, func(ctx context.Context) (bool, error) {
+		var err error
+		text, err = c.Metrics(ctx)
+		return err == nil, err
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
