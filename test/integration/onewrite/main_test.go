@@ -451,8 +451,7 @@ type recorder struct {
 	mu      sync.Mutex
 	hist    map[string][]sighting
 	firstIP map[string]time.Time
-	firstFz map[string]time.Time // first event showing the finalizer
-	changed chan struct{}        // closed and replaced on every event
+	changed chan struct{} // closed and replaced on every event
 }
 
 type serviceWatcher struct {
@@ -476,7 +475,7 @@ func newRecorder(e *env, ns string) *recorder {
 		cancel()
 		e.t.Fatal(err)
 	}
-	r := &recorder{hist: map[string][]sighting{}, firstIP: map[string]time.Time{}, firstFz: map[string]time.Time{}, changed: make(chan struct{})}
+	r := &recorder{hist: map[string][]sighting{}, firstIP: map[string]time.Time{}, changed: make(chan struct{})}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -505,9 +504,6 @@ func (r *recorder) record(ev watch.Event) {
 	if _, seen := r.firstIP[s.Name]; !seen && len(sg.ips) > 0 {
 		r.firstIP[s.Name] = now
 	}
-	if _, seen := r.firstFz[s.Name]; !seen && hasCleanupFinalizer(s) {
-		r.firstFz[s.Name] = now
-	}
 	close(r.changed)
 	r.changed = make(chan struct{})
 }
@@ -524,14 +520,6 @@ func (r *recorder) seen(name string) (time.Time, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	at, ok := r.firstIP[name]
-	return at, ok
-}
-
-// seenFinalizer returns when name was first seen with the finalizer.
-func (r *recorder) seenFinalizer(name string) (time.Time, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	at, ok := r.firstFz[name]
 	return at, ok
 }
 
