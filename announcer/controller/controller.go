@@ -432,6 +432,7 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		announced:        c.announced,
 		settled:          g.settled,
 		claims:           g.claims,
+		rebalance:        g.rebalance,
 	}
 	decisions, mine := decide(snap)
 

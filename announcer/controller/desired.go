@@ -53,6 +53,9 @@ type snapshot struct {
 	// claims are the other nodes' claim records (package owner); nil
 	// means owners are not sticky: plain rendezvous.
 	claims owner.Claims
+	// rebalance says this pass may give up one IP to even out the load
+	// (sticky.go).
+	rebalance bool
 }
 
 // ipDecision is the outcome for one IP.
@@ -67,13 +70,16 @@ type ipDecision struct {
 	disagree bool
 	// held says why this node, the owner, does not announce the IP.
 	held string
+	// candidates are the nodes the owner was chosen from.
+	candidates []string
 }
 
 // Why an owner holds an IP back.
 const (
-	heldNoQuorum = "this node may not claim IPs (split-brain guard)"
-	heldSettling = "the pool has just changed for this node; taking over after the settle time"
-	heldClaims   = "this node does not hold every candidate's claim record yet; taking over once it does"
+	heldNoQuorum  = "this node may not claim IPs (split-brain guard)"
+	heldSettling  = "the pool has just changed for this node; taking over after the settle time"
+	heldClaims    = "this node does not hold every candidate's claim record yet; taking over once it does"
+	heldRebalance = "given up to a less loaded node (rebalance, one IP per interval)"
 )
 
 // group collects, for every IP of a pool of the given protocol that a
@@ -173,7 +179,8 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 		}
 		d.disagree = pc.disagree
 		_, before := s.announced[ip]
-		o := owner.Decide(owner.Input{IP: ip, Self: s.self, Candidates: candidates(s, d, pc.names), Announced: before, Others: s.claims})
+		d.candidates = candidates(s, d, pc.names)
+		o := owner.Decide(owner.Input{IP: ip, Self: s.self, Candidates: d.candidates, Announced: before, Others: s.claims})
 		d.owner = o.Owner
 		if d.owner != s.self {
 			continue
@@ -197,6 +204,9 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 			ifaces = []string{s.defaultInterface}
 		}
 		mine[ip] = announcer.Announcement{Pool: d.pool.Name, Interfaces: ifaces, Services: serviceNames(d)}
+	}
+	if s.rebalance {
+		rebalance(s, decisions, mine)
 	}
 	return decisions, mine
 }

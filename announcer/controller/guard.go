@@ -78,8 +78,10 @@ type guard struct {
 	// pass (see expectedAnnouncers); it starts true so that the fallback
 	// is logged.
 	byPod bool
-	// sticky says whether owners keep their IPs by claim (sticky.go).
-	sticky bool
+	// sticky says whether owners keep their IPs by claim (sticky.go), and
+	// rebalancedAt when this node last had the chance to give one up.
+	sticky       bool
+	rebalancedAt time.Time
 }
 
 func newGuard() *guard {
@@ -102,6 +104,8 @@ type guardPass struct {
 	// claims are the other nodes' claim records when owners are sticky,
 	// nil otherwise (plain rendezvous).
 	claims owner.Claims
+	// rebalance says this pass may give up one IP (sticky.go).
+	rebalance bool
 }
 
 // runGuard resolves the pools of the addresses in use, publishes this
@@ -128,6 +132,12 @@ func (c *Controller) runGuard(logger klog.Logger, now time.Time, members Members
 		// One snapshot for the whole pass, so that all its decisions see
 		// the same records.
 		p.claims = cl.Claims()
+		if g.rebalancedAt.IsZero() {
+			g.rebalancedAt = now
+		}
+		if now.Sub(g.rebalancedAt) >= RebalanceInterval {
+			p.rebalance, g.rebalancedAt = true, now
+		}
 	}
 
 	// The layer2 pool definitions this node announces by, and whether it

@@ -1,8 +1,19 @@
 package controller
 
 import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/owner"
 )
+
+// RebalanceInterval is how often, with sticky owners, this node may give
+// up one IP to even out the load (owner.Release): slow on purpose, as each
+// release breaks that IP's connections once. It counts from the start, so
+// a node never releases anything right after it or a peer came back.
+const RebalanceInterval = 30 * time.Second
 
 // claimer is a Members that carries the nodes' claim records (package
 // membership): which layer 2 IPs each announces.
@@ -19,4 +30,49 @@ type claimer interface {
 // it before Run.
 func (c *Controller) SetStickyOwners(on bool) {
 	c.guard.sticky = on
+}
+
+// rebalance withdraws from mine, at most, the one IP that owner.Release
+// picks, among those this node announced before the pass, when the
+// records of every candidate of those IPs are known. It returns the IP,
+// or an invalid one.
+func rebalance(s snapshot, decisions map[netip.Addr]*ipDecision, mine map[netip.Addr]announcer.Announcement) netip.Addr {
+	records, ok := s.claims.(owner.Snapshot)
+	if !ok {
+		return netip.Addr{}
+	}
+	var held []netip.Addr
+	for ip := range mine {
+		if _, before := s.announced[ip]; !before {
+			continue
+		}
+		known := true
+		for _, n := range decisions[ip].candidates {
+			if _, k := records.Load(n); n != s.self && !k {
+				known = false
+			}
+		}
+		if known {
+			held = append(held, ip)
+		}
+	}
+	if len(held) == 0 {
+		return netip.Addr{}
+	}
+	slices.SortFunc(held, netip.Addr.Compare)
+	ip, ok := owner.Release(s.self, held,
+		func(ip netip.Addr) []string { return decisions[ip].candidates },
+		func(n string) int {
+			if n == s.self {
+				return len(mine)
+			}
+			l, _ := records.Load(n)
+			return l
+		})
+	if !ok {
+		return netip.Addr{}
+	}
+	delete(mine, ip)
+	decisions[ip].held = heldRebalance
+	return ip
 }

@@ -97,3 +97,67 @@ func TestDecideSticky(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideRebalance: a pass allowed to rebalance gives up exactly one IP
+// that the empty node wins by rendezvous, and only when every candidate's
+// record is known; other passes give up nothing.
+func TestDecideRebalance(t *testing.T) {
+	cloud := testCloud(t)
+	nodes := []*corev1.Node{
+		readyNode("node1", nil, "203.0.113.11"),
+		readyNode("node2", nil, "203.0.113.12"),
+		readyNode("node3", nil, "203.0.113.13"),
+	}
+	// node2 and node3 hold all 11 IPs; node1 came back with none.
+	var services []*corev1.Service
+	announced := map[netip.Addr]announcer.Announcement{}
+	var node3 []netip.Addr
+	for i := range 11 {
+		ip := netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + i)})
+		services = append(services, lbService("ns", "svc"+string(rune('a'+i)), corev1.ServiceExternalTrafficPolicyCluster, ip.String()))
+		if owner.Pick(ip, []string{"node2", "node3"}) == "node2" {
+			announced[ip] = announcer.Announcement{Pool: "default"}
+		} else {
+			node3 = append(node3, ip)
+		}
+	}
+	if len(announced) < 5 {
+		t.Skipf("node2 holds only %d of 11 IPs; the test needs a load of at least 5", len(announced))
+	}
+	tests := []struct {
+		name      string
+		claims    owner.Snapshot
+		rebalance bool
+		want      int // IPs given up
+	}{
+		{name: "not this pass", claims: owner.Snapshot{"node1": owner.NewRecord("node1", 1, 1, nil), "node3": owner.NewRecord("node3", 1, 1, node3)}},
+		{name: "this pass: one IP", rebalance: true, want: 1,
+			claims: owner.Snapshot{"node1": owner.NewRecord("node1", 1, 1, nil), "node3": owner.NewRecord("node3", 1, 1, node3)}},
+		{name: "this pass, node1's record unknown: none", rebalance: true,
+			claims: owner.Snapshot{"node3": owner.NewRecord("node3", 1, 1, node3)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			decisions, mine := decide(snapshot{cloud: cloud, self: "node2", defaultInterface: "eth0", services: services, nodes: nodes,
+				endpointNodes: func(*corev1.Service) map[string]bool { return nil },
+				live:          map[string]bool{"node1": true, "node2": true, "node3": true},
+				announced:     announced, claims: tt.claims, rebalance: tt.rebalance})
+			var given []netip.Addr
+			for ip := range announced {
+				if _, ok := mine[ip]; ok {
+					continue
+				}
+				given = append(given, ip)
+				if decisions[ip].held != heldRebalance {
+					t.Errorf("%s withdrawn with %q, want the rebalance reason", ip, decisions[ip].held)
+				}
+				if w := owner.Pick(ip, []string{"node1", "node2", "node3"}); w != "node1" {
+					t.Errorf("%s given up, but its rendezvous winner is %s, not the empty node1", ip, w)
+				}
+			}
+			if len(given) != tt.want {
+				t.Errorf("gave up %v, want %d IPs", given, tt.want)
+			}
+		})
+	}
+}

@@ -108,7 +108,10 @@
 // record push later. It never makes two answerers, and it breaks that
 // one IP's connections once.
 //
-// The controller does not call Release yet: with --layer2-sticky-owners
-// an imbalance stays until Services come and go, which is one reason the
-// flag is off by default.
+// With --layer2-sticky-owners the controller calls it once every
+// controller.RebalanceInterval (30 s, counted from the start, so never
+// right after a return): a node that came back with nothing gets about one
+// IP per 30 s from each loaded node, until the loads are within the
+// thresholds. 5,000 IPs over three nodes, one back empty, take hours to
+// even out, which is the point: each step breaks one IP's connections.
 package owner

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -60,4 +61,50 @@ func TestRelease(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRebalanceAfterReturn plays Release in the cluster model of
+// sticky_test.go: after a return, each holder gives up at most one IP per
+// round; every IP keeps exactly one announcer throughout, each release is
+// one move, and the loads end within the thresholds.
+func TestRebalanceAfterReturn(t *testing.T) {
+	nodes := nodeNames(3)
+	var ips []netip.Addr
+	for i := range 300 {
+		ips = append(ips, nthIP(i))
+	}
+	c := newCluster(nodes, ips)
+	c.settle(t, nodes[1:]) // node1 comes back to find everything held
+	c.settle(t, nodes)
+	c.assertOneEach(t, "back")
+	load := func(n string) int { return len(c.announced[n]) }
+	moves := 0
+	for round := range 1000 {
+		released := 0
+		for _, n := range nodes {
+			var held []netip.Addr
+			for ip := range c.announced[n] {
+				held = append(held, ip)
+			}
+			if ip, ok := Release(n, held, func(netip.Addr) []string { return nodes }, load); ok {
+				delete(c.announced[n], ip)
+				released++
+			}
+		}
+		if released == 0 {
+			break
+		}
+		moves += released
+		c.settle(t, nodes)
+		c.assertOneEach(t, fmt.Sprintf("round %d", round))
+	}
+	loads := []int{load("node1"), load("node2"), load("node3")}
+	for _, a := range loads {
+		for _, b := range loads {
+			if a-b >= RebalanceMin && a*RebalanceFactorDen > b*RebalanceFactorNum {
+				t.Errorf("loads %v still unbalanced beyond the thresholds", loads)
+			}
+		}
+	}
+	t.Logf("loads after %d moves: %v", moves, loads)
 }

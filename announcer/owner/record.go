@@ -218,6 +218,13 @@ func (t *Table) Snapshot() Snapshot {
 // never modified.
 type Snapshot map[string]Record
 
+// Load returns how many IPs node claims, and whether its record is
+// known.
+func (s Snapshot) Load(node string) (int, bool) {
+	r, ok := s[node]
+	return len(r.IPs), ok
+}
+
 // Claims implements Claims.
 func (s Snapshot) Claims(node string, ip netip.Addr) (claims, known bool) {
 	r, ok := s[node]
