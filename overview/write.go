@@ -24,8 +24,11 @@ func (o *Overview) Write(out io.Writer) error {
 	if len(o.Pools) == 0 {
 		fmt.Fprintln(w, "(none)\t\t\t\t")
 	}
-	fmt.Fprintln(w, "\t\t\t\t")
-	fmt.Fprintln(w, "SERVICE\tIP\tPOOL\tPROTOCOL\tANNOUNCED BY")
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	w = tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "\nSERVICE\tIP\tPOOL\tPROTOCOL\tANNOUNCED BY")
 	for _, s := range o.Services {
 		ip := "<pending>"
 		if s.IP.IsValid() {
