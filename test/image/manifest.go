@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -39,8 +41,9 @@ func WorkloadContainer(path, name string) (*corev1.Container, error) {
 }
 
 // ContainerEnv resolves c's env as the kubelet would for a Pod on node in
-// namespace: literal values, and the fieldRefs spec.nodeName and
-// metadata.namespace. Anything else is an error, so a new kind of entry
+// namespace: literal values, the fieldRefs spec.nodeName and
+// metadata.namespace, and resourceFieldRefs to the container's own
+// requests and limits. Anything else is an error, so a new kind of entry
 // in the manifest is noticed.
 func ContainerEnv(c *corev1.Container, node, namespace string) ([]string, error) {
 	var env []string
@@ -52,9 +55,42 @@ func ContainerEnv(c *corev1.Container, node, namespace string) ([]string, error)
 			env = append(env, e.Name+"="+node)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			env = append(env, e.Name+"="+namespace)
+		case e.ValueFrom.ResourceFieldRef != nil:
+			v, err := resourceValue(c, e.ValueFrom.ResourceFieldRef)
+			if err != nil {
+				return nil, fmt.Errorf("containers[%s].env[%d] (%s): %w", c.Name, i, e.Name, err)
+			}
+			env = append(env, e.Name+"="+v)
 		default:
 			return nil, fmt.Errorf("containers[%s].env[%d] (%s): only values and the fieldRefs spec.nodeName and metadata.namespace are supported", c.Name, i, e.Name)
 		}
 	}
 	return env, nil
+}
+
+// resourceValue is what the kubelet puts in an env var for a
+// resourceFieldRef to c's own requests.* or limits.*: the quantity
+// divided by the divisor (default 1), rounded up.
+func resourceValue(c *corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
+	if ref.ContainerName != "" && ref.ContainerName != c.Name {
+		return "", fmt.Errorf("resourceFieldRef to another container %q is not supported", ref.ContainerName)
+	}
+	kind, name, ok := strings.Cut(ref.Resource, ".")
+	var list corev1.ResourceList
+	switch kind {
+	case "requests":
+		list = c.Resources.Requests
+	case "limits":
+		list = c.Resources.Limits
+	}
+	q, found := list[corev1.ResourceName(name)]
+	if !ok || !found {
+		return "", fmt.Errorf("resourceFieldRef %q: the container sets no such resource", ref.Resource)
+	}
+	divisor := int64(1)
+	if !ref.Divisor.IsZero() {
+		divisor = ref.Divisor.Value()
+	}
+	v := q.Value()
+	return strconv.FormatInt((v+divisor-1)/divisor, 10), nil
 }
