@@ -114,4 +114,16 @@
 // IP per 30 s from each loaded node, until the loads are within the
 // thresholds. 5,000 IPs over three nodes, one back empty, take hours to
 // even out, which is the point: each step breaks one IP's connections.
+//
+// # Known gap
+//
+// A claim is what a node announces, and a node that the split-brain guard
+// holds back (a contact lapse on a loaded machine) announces nothing, so
+// for that moment it claims nothing and the rendezvous winner, a returned
+// node included, takes the IP: a failback after all. The lab run of
+// TestNoFailbackWhenTheOwnerReturns at load 58 on 2 cores showed exactly
+// that. The fix is to claim what a node owns, held back or not (the
+// guard's silence already keeps the others from taking a live holder's
+// IPs), and to let Input.Announced mean "claimed at the last pass"; until
+// then --layer2-sticky-owners stays hidden and the lab test skipped.
 package owner
