@@ -74,7 +74,8 @@ type bfdPeer struct {
 // bfdPeers returns FRR's BFD sessions by peer address.
 func (tb *testbed) bfdPeers() map[string]bfdPeer {
 	var peers []bfdPeer
-	if err := tb.showJSON("bfdd", "show bfd peers json", &peers); err != nil {
+	// Through vtysh: bfdd's own vty socket does not know the command.
+	if err := tb.frr.VTYJSON("show bfd peers json", &peers); err != nil {
 		tb.T.Logf("show bfd peers: %v", err)
 		return nil
 	}
