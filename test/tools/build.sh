@@ -166,6 +166,8 @@ actual_info() {
 		$1 == "build" && $2 ~ /^GOOS=/ { goos = $2; next }
 		$1 == "build" && $2 ~ /^GOARCH=/ { goarch = $2; next }
 		$1 == "build" && $2 ~ /^-trimpath=/ { trim = $2; next }
+		# mod: the module of the main package, unless it is this one.
+		$1 == "mod" && $3 != "(devel)" { dep = $2 " " $3; deps[dep] = 1; next }
 		$1 == "dep" { dep = $2 " " $3; deps[dep] = 1; next }
 		$1 == "=>" { delete deps[dep]; deps[dep " => " $2 " " $3] = 1; next }
 		END {

@@ -45,7 +45,7 @@ report() {
 		if ((downloads > 0)); then
 			printf '%s %s: %s, downloading modules (%d so far)\n' "${prefix}" "${label}" "$(human "${elapsed}")" "${downloads}"
 		else
-			printf '%s %s: %s, loading packages\n' "${prefix}" "${label}" "$(human "${elapsed}")"
+			printf '%s %s: %s, nothing compiled yet (loading packages, or linking what the build cache holds)\n' "${prefix}" "${label}" "$(human "${elapsed}")"
 		fi
 	elif ((total > 0 && pkgs >= total)); then
 		printf '%s %s: %s, all %d packages compiled, linking\n' "${prefix}" "${label}" "$(human "${elapsed}")" "${total}"
