@@ -42,9 +42,10 @@ type naReply struct {
 // target is announced. The destination may be the solicited-node group or
 // the IP itself: a unicast solicitation is a reachability check (RFC 4861
 // section 7.3.1) by a host that already has this node's MAC cached, and
-// must be confirmed like any other. A solicitation from the unspecified address is
-// duplicate address detection by another host: the advertisement goes to
-// all nodes, which tells it the address is taken (RFC 4861 section 7.2.4).
+// must be confirmed like any other. A solicitation from the unspecified
+// address is duplicate address detection by another host: the
+// advertisement goes to all nodes, which tells it the address is taken
+// (RFC 4861 section 7.2.4).
 func ndpReply(req nsRequest, ifIndex int, mac net.HardwareAddr, announced ipSet) *naReply {
 	if len(mac) != 6 {
 		return nil
