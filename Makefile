@@ -6,11 +6,14 @@
 #   make image   OCI images of both binaries, linux/amd64 + arm64, no Docker needed
 #                (_output/images; publish with crane push, see deploy/README.md)
 #   make tools   kube-apiserver, etcd, kubectl, kube-controller-manager, helm for tests (cached)
+#   make demo-tools  only what the demo needs: etcd, kube-apiserver, kubectl
 #   make test    vet + every test with -race (unit, integration against a real apiserver)
+#   make unit    the tests that need no apiserver or lab (-short), with -race: a quick check
 #   make lint    gofmt, go vet, staticcheck
 #   make bench   benchmarks; figures printed and written to bench/results/
 #   make soak    the long chaos run: 5,000 Services, 250 faults (bench/results/chaos-soak.txt)
 #   make fuzz    a short run of every fuzz target
+#   make clean   remove bin/ (the cached tools in _output/ stay)
 
 GO          ?= go
 BIN         := bin
