@@ -30,18 +30,18 @@ func TestLeaseFenceCheck(t *testing.T) {
 		wantExit bool
 	}{
 		{name: "not read yet", wantErr: "has not been read yet"},
-		{name: "fresh", readings: []*coordinationv1.Lease{testLease("a", now.Add(-2 * time.Second))}},
-		{name: "just inside the renew deadline", readings: []*coordinationv1.Lease{testLease("a", now.Add(-10 * time.Second))}},
-		{name: "stale", readings: []*coordinationv1.Lease{testLease("a", now.Add(-10*time.Second - time.Millisecond))}, wantErr: "more than the renew deadline of 10s"},
+		{name: "fresh", readings: []*coordinationv1.Lease{testLease("a", now.Add(-2*time.Second))}},
+		{name: "just inside the renew deadline", readings: []*coordinationv1.Lease{testLease("a", now.Add(-10*time.Second))}},
+		{name: "stale", readings: []*coordinationv1.Lease{testLease("a", now.Add(-10*time.Second-time.Millisecond))}, wantErr: "more than the renew deadline of 10s"},
 		{
 			name:     "renewed again after going stale",
-			readings: []*coordinationv1.Lease{testLease("a", now.Add(-20 * time.Second)), testLease("a", now.Add(-time.Second))},
+			readings: []*coordinationv1.Lease{testLease("a", now.Add(-20*time.Second)), testLease("a", now.Add(-time.Second))},
 		},
 		{
 			// A reading that arrives out of order must not make the lease
 			// look older, nor younger, than the newest one seen.
 			name:     "older reading after a newer one",
-			readings: []*coordinationv1.Lease{testLease("a", now.Add(-time.Second)), testLease("a", now.Add(-30 * time.Second))},
+			readings: []*coordinationv1.Lease{testLease("a", now.Add(-time.Second)), testLease("a", now.Add(-30*time.Second))},
 		},
 		{
 			name:     "another holder",
