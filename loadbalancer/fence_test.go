@@ -105,6 +105,9 @@ func TestLeaseFenceFollowsTheAPI(t *testing.T) {
 	cs := fake.NewClientset(testLease("me", start))
 	exited := make(chan struct{})
 	f := newLeaseFence("baremetal-system", "cloud-controller-manager", time.Second, 200*time.Millisecond, func() { close(exited) })
+	// The fence's clock, not the machine's: under -race on a loaded box
+	// the first reading alone can take longer than the 1 s deadline.
+	f.now = func() time.Time { return start.Add(100 * time.Millisecond) }
 	f.start(ctx, cs)
 	if err := f.check(); err != nil {
 		t.Fatalf("right after the first reading: %v", err)
