@@ -291,6 +291,9 @@ func (a *Announcer) Reannounce() {
 	a.mu.Unlock()
 	a.gmu.Lock()
 	if !a.quiet {
+		for i := range all {
+			all[i].at = a.firstRound(now)
+		}
 		// An IP already pending restarts its schedule rather than getting
 		// a second one, so that repeated joins never pile up rounds.
 		type key struct {
@@ -319,13 +322,23 @@ func (a *Announcer) Reannounce() {
 func (a *Announcer) schedule(l *link, ip netip.Addr) {
 	a.gmu.Lock()
 	if !a.quiet {
-		a.pending = append(a.pending, gratuitous{at: time.Now(), link: l, ip: ip})
+		a.pending = append(a.pending, gratuitous{at: a.firstRound(time.Now()), link: l, ip: ip})
 	}
 	a.gmu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// firstRound is when the first round of a schedule started at now falls
+// due: the schedule's first step counts from now like the others (the
+// shipped one starts at 0). Called with gmu held.
+func (a *Announcer) firstRound(now time.Time) time.Time {
+	if len(a.gratuitousSchedule) == 0 {
+		return now
+	}
+	return now.Add(a.gratuitousSchedule[0])
 }
 
 // gratuitousLoop sends the gratuitous announcements as they fall due. One
