@@ -44,7 +44,6 @@ type leaseFence struct {
 	holder    atomic.Pointer[string] // the holder at the first reading: this replica
 	renewed   atomic.Int64           // unix nanoseconds of the last renewal seen
 	deposed   atomic.Bool
-	exitOnce  atomic.Bool
 	readError atomic.Pointer[string]
 }
 
@@ -124,8 +123,7 @@ func (f *leaseFence) observe(ctx context.Context, lease *coordinationv1.Lease) {
 }
 
 func (f *leaseFence) depose(ctx context.Context, holder string) {
-	f.deposed.Store(true)
-	if f.exitOnce.CompareAndSwap(false, true) {
+	if f.deposed.CompareAndSwap(false, true) {
 		klog.FromContext(ctx).Error(nil, "Another replica holds the leader lease now; refusing every allocation and exiting, to restart as a standby",
 			"lease", klog.KRef(f.namespace, f.name), "was", *f.holder.Load(), "now", holder)
 		go f.exit()
