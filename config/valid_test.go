@@ -23,9 +23,8 @@ func ranges(t *testing.T, rs ...string) []netipx.IPRange {
 	return out
 }
 
-// The address-pools block of the MetalLB walkthrough in
-// /work/shared/seed/metallb-walkthrough.txt, reproduced verbatim in
-// testdata, must parse both as the bare config block and as the whole
+// The address-pools block of the classic MetalLB layer-2 walkthrough (the
+// ConfigMap `config` in metallb-system), reproduced verbatim in testdata, must parse both as the bare config block and as the whole
 // ConfigMap manifest a MetalLB user applied.
 func TestWalkthrough(t *testing.T) {
 	tests := []struct {

@@ -3,7 +3,7 @@
 // address, else the pool the cloud-controller-manager published for it as
 // retained, else the pool that covered it last in this process.
 //
-// The address rule the CCM follows (README, "Addresses never move") says
+// The address rule the CCM follows (docs/guarantees.md, "Config edits") says
 // that an address in use stays with its Service until the Service lets go
 // of it, whatever config edits happen meanwhile. A config edit that drops
 // or shrinks a pool must therefore not withdraw the addresses of that pool

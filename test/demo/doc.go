@@ -1,5 +1,5 @@
 // Package demo is `make demo`: the classic MetalLB layer-2 walkthrough
-// (shared seed: metallb-walkthrough.txt), end to end, on one machine, with
+// (the ConfigMap pool, an nginx Service of type LoadBalancer), end to end, on one machine, with
 // our cloud-controller-manager and announcer instead of MetalLB.
 //
 // Run starts a real etcd and kube-apiserver (package controlplane), builds

@@ -1,7 +1,8 @@
 // Package lab builds a small bare-metal network out of Linux network
 // namespaces, for the layer-2 and BGP tests of the announcer and for
-// `make demo`. It follows the lab recipe in LAB.md (shared notes) §2–§4
-// and needs root and iproute2; nothing else (no ping, arping, curl or
+// `make demo`. Its order of steps (sysctls before addresses, veths
+// created straight into their namespaces) is what makes it reliable, and it
+// needs root and iproute2; nothing else (no ping, arping, curl or
 // socat: those parts are Go).
 //
 // # Topology

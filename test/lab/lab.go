@@ -241,7 +241,7 @@ func hostMAC(number int) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0, 0, 0, bcd(number / 100), bcd(number % 100)}
 }
 
-// build creates the namespaces and wires them, in the order LAB.md gives:
+// build creates the namespaces and wires them, in an order that matters:
 // sysctls before eth0, veths created straight into their namespaces.
 func (l *Lab) build(ctx context.Context) error {
 	// The switch is a pure layer-2 device: no IPv6 on the bridge, so it

@@ -208,8 +208,8 @@ func TestConfigChange(t *testing.T) {
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 
 	// The pool is gone, but the Service still holds the address: it stays
-	// routed under the pool that covered it last (README, "Addresses
-	// never move") until the Service lets go of it.
+	// routed under the pool that covered it last (docs/guarantees.md,
+	// "Config edits") until the Service lets go of it.
 	write(v4Only + "address-pools:\n- name: other\n  protocol: bgp\n  addresses: [192.0.2.0/24]\n")
 	time.Sleep(configReload)
 	tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
