@@ -133,7 +133,14 @@ func (p *Pool) Families() (v4, v6 bool) {
 // less the IPv4 addresses ending in .0 or .255 when avoid-buggy-ips is
 // set. It is a big.Int because an IPv6 pool easily exceeds 2^64.
 func (p *Pool) Size() *big.Int {
-	total := new(big.Int)
+	v4, v6 := p.Sizes()
+	return v4.Add(v4, v6)
+}
+
+// Sizes is Size per IP family. The allocator counts each family's use
+// against it, so that counting what a pool may assign has one home.
+func (p *Pool) Sizes() (v4, v6 *big.Int) {
+	v4, v6 = new(big.Int), new(big.Int)
 	one := big.NewInt(1)
 	for _, r := range p.Ranges {
 		from, to := r.From(), r.To()
@@ -143,14 +150,14 @@ func (p *Pool) Size() *big.Int {
 			if p.AvoidBuggyIPs {
 				n -= countMod256(a, b, 0) + countMod256(a, b, 255)
 			}
-			total.Add(total, big.NewInt(n))
+			v4.Add(v4, big.NewInt(n))
 			continue
 		}
 		fb, tb := from.As16(), to.As16()
 		n := new(big.Int).Sub(new(big.Int).SetBytes(tb[:]), new(big.Int).SetBytes(fb[:]))
-		total.Add(total, n.Add(n, one))
+		v6.Add(v6, n.Add(n, one))
 	}
-	return total
+	return v4, v6
 }
 
 func u32(ip netip.Addr) uint32 {

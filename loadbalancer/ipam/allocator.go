@@ -146,7 +146,7 @@ func New(pools []config.Pool) *Allocator {
 		retained:  make(map[netip.Addr]struct{}),
 	}
 	for i := range pools {
-		p := newPool(&pools[i], i)
+		p := newPool(&pools[i])
 		a.pools[p.name()] = p
 		a.ordered = append(a.ordered, p)
 	}

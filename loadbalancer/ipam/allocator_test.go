@@ -375,24 +375,6 @@ func TestLargePoolIsNotEnumerated(t *testing.T) {
 	}
 }
 
-func TestBuggyCount(t *testing.T) {
-	tests := []struct {
-		r    string
-		want uint64
-	}{
-		{"10.0.0.0-10.0.0.255", 2},
-		{"10.0.0.1-10.0.0.254", 0},
-		{"10.0.0.255-10.0.1.0", 2},
-		{"0.0.0.0-0.0.0.0", 1},
-		{"10.0.0.0-10.0.255.255", 512},
-	}
-	for _, tt := range tests {
-		if got := buggyCount(netipx.MustParseIPRange(tt.r), true); got != tt.want {
-			t.Errorf("buggyCount(%s) = %d, want %d", tt.r, got, tt.want)
-		}
-	}
-}
-
 // Concurrent Ensure and Release over a small pool never give one address to
 // two Services that do not share.
 func TestConcurrentEnsureNeverDuplicates(t *testing.T) {

@@ -292,7 +292,7 @@ func (m *fuzzModel) checkGiven(t *testing.T, step int, what string, req *Request
 			t.Fatalf("step %d %s: gave %s, in no pool", step, what, g.IP)
 		case !p.Assignable(g.IP):
 			t.Fatalf("step %d %s: gave %s, skipped by avoid-buggy-ips", step, what, g.IP)
-		case !newPool(p, 0).allows(&req.Service):
+		case !newPool(p).allows(&req.Service):
 			t.Fatalf("step %d %s: gave %s from pool %s, which does not allow it", step, what, g.IP, p.Name)
 		case req.Pool != "" && p.Name != req.Pool:
 			t.Fatalf("step %d %s: gave %s from pool %s, not the requested one", step, what, g.IP, p.Name)
@@ -347,7 +347,7 @@ func (m *fuzzModel) checkState(t *testing.T, step int, what string, a *Allocator
 		inUse[fmt.Sprintf("%s/%s", p.Name, FamilyOf(x))]++
 		for _, k := range keys {
 			s := m.svcs[k]
-			if !newPool(p, 0).allows(&s) {
+			if !newPool(p).allows(&s) {
 				wantRetained[x] = true
 			}
 		}

@@ -1,8 +1,8 @@
 package ipam
 
 import (
-	"encoding/binary"
 	"math"
+	"math/big"
 	"net/netip"
 	"slices"
 
@@ -38,10 +38,11 @@ func FamilyOf(addr netip.Addr) Family {
 
 // pool is the allocator's state for one configured pool: its ranges per
 // family, how many addresses are usable and used, and where the next search
-// starts. It holds no per-address state; the Allocator's map does.
+// starts. It holds no per-address state; the Allocator's map does. What
+// the pool contains, skips and counts is config.Pool's to say: this package
+// keeps only what is in use and where to look next.
 type pool struct {
 	cfg    *config.Pool
-	index  int // position in the config file, the tie-breaker after priority
 	ranges [2][]netipx.IPRange
 	usable [2]uint64 // saturating: a /64 has more than fits
 	used   [2]uint64
@@ -50,13 +51,14 @@ type pool struct {
 	cursor [2]netip.Addr
 }
 
-func newPool(cfg *config.Pool, index int) *pool {
-	p := &pool{cfg: cfg, index: index}
+func newPool(cfg *config.Pool) *pool {
+	p := &pool{cfg: cfg}
 	for _, r := range cfg.Ranges {
 		f := FamilyOf(r.From())
 		p.ranges[f] = append(p.ranges[f], r)
-		p.usable[f] = addSat(p.usable[f], rangeSize(r)-buggyCount(r, cfg.AvoidBuggyIPs))
 	}
+	v4, v6 := cfg.Sizes()
+	p.usable = [2]uint64{IPv4: saturate(v4), IPv6: saturate(v6)}
 	return p
 }
 
@@ -133,54 +135,11 @@ func (p *pool) nextFree(f Family, free func(netip.Addr) bool) (netip.Addr, bool)
 	return netip.Addr{}, false
 }
 
-// rangeSize is the number of addresses in r, saturating at MaxUint64.
-func rangeSize(r netipx.IPRange) uint64 {
-	fh, fl := u128(r.From())
-	th, tl := u128(r.To())
-	hi := th - fh
-	if tl < fl {
-		hi--
-	}
-	lo := tl - fl
-	if hi != 0 || lo == math.MaxUint64 {
+// saturate is n as a uint64, or MaxUint64 if it does not fit (a /64 has
+// more addresses than that).
+func saturate(n *big.Int) uint64 {
+	if !n.IsUint64() {
 		return math.MaxUint64
 	}
-	return lo + 1
-}
-
-// buggyCount is how many addresses of r avoid-buggy-ips skips.
-func buggyCount(r netipx.IPRange, avoid bool) uint64 {
-	if !avoid || !r.From().Is4() {
-		return 0
-	}
-	a := uint64(binary.BigEndian.Uint32(r.From().AsSlice()))
-	b := uint64(binary.BigEndian.Uint32(r.To().AsSlice()))
-	// upTo(n, k) counts x in [0, n] with x%256 == k.
-	upTo := func(n, k uint64) uint64 {
-		if n < k {
-			return 0
-		}
-		return (n-k)/256 + 1
-	}
-	var total uint64
-	for _, k := range []uint64{0, 255} {
-		below := uint64(0)
-		if a > 0 {
-			below = upTo(a-1, k)
-		}
-		total += upTo(b, k) - below
-	}
-	return total
-}
-
-func u128(a netip.Addr) (hi, lo uint64) {
-	b := a.As16()
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-}
-
-func addSat(a, b uint64) uint64 {
-	if a > math.MaxUint64-b {
-		return math.MaxUint64
-	}
-	return a + b
+	return n.Uint64()
 }
