@@ -219,12 +219,12 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 			// Config validation allows one address twice only with
 			// different node-selectors; a node matching both gets the
 			// first, as GoBGP has one session per address.
-			s.logger.Info("WARNING: two peers with the same address match this node; using the first", "peer", key)
+			s.logger.Error(nil, "Two peers with the same address match this node; using the first", "peer", key)
 			continue
 		}
 		if p.HoldTime.Duration == 0 {
 			// GoBGP reads a zero hold time as "use the default".
-			s.logger.Info("WARNING: hold-time 0s (no keepalives) is not supported by the embedded speaker; proposing 90s", "peer", key)
+			s.logger.Error(nil, "Hold-time 0s (no keepalives) is not supported by the embedded speaker; proposing 90s", "peer", key)
 		}
 		want[key] = peerConfOf(p)
 		if p.BFD != nil {
@@ -320,7 +320,7 @@ func (s *Speaker) globalFor(peers map[string]peerConf, order []string) (globalCo
 		}
 	}
 	if len(ids) > 1 {
-		s.logger.Info("WARNING: peers of this node give different router-id values; one BGP speaker has one, using the first", "routerID", g.routerID)
+		s.logger.Error(nil, "Peers of this node give different router-id values; one BGP speaker has one, using the first", "routerID", g.routerID)
 	}
 	if !g.routerID.IsValid() || !g.routerID.Is4() {
 		return g, errors.New("bgp: no router ID: the node has no IPv4 address; set router-id on its peers")
@@ -436,7 +436,7 @@ func (s *Speaker) WithdrawAll(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			s.logger.Info("WARNING: BGP routes still advertised when the wait ended", "left", left)
+			s.logger.Error(nil, "BGP routes still advertised when the wait ended", "left", left)
 			return errors.Join(err, context.Cause(ctx))
 		case <-time.After(10 * time.Millisecond):
 		}

@@ -204,7 +204,7 @@ func (c *Controller) runGuard(logger klog.Logger, now time.Time, members Members
 	expected, byPod := c.expectedAnnouncers(nodes)
 	if c.pods != nil && byPod != g.byPod {
 		if !byPod {
-			logger.Info("WARNING: no announcer Pod matches --announcer-pod-selector; every Node counts as an announcer for the split-brain guard", "selector", c.cfg.AnnouncerSelector)
+			logger.Error(nil, "No announcer Pod matches --announcer-pod-selector; every Node counts as an announcer for the split-brain guard", "selector", c.cfg.AnnouncerSelector)
 		}
 		g.byPod = byPod
 	}
