@@ -24,7 +24,7 @@ import (
 func readKeys(ctx context.Context, client kubernetes.Interface, ns, name string) (*keyring.Set, error) {
 	logger := klog.FromContext(ctx)
 	if name == "" {
-		logger.Info("WARNING: no --memberlist-secret; memberlist gossip is not encrypted or authenticated")
+		klog.Warning("No --memberlist-secret; memberlist gossip is not encrypted or authenticated")
 		return nil, nil
 	}
 	var keys keyring.Set
@@ -84,7 +84,7 @@ func followKeys(ctx context.Context, client kubernetes.Interface, ns, name strin
 		AddFunc:    apply,
 		UpdateFunc: func(_, obj any) { apply(obj) },
 		DeleteFunc: func(any) {
-			logger.Info("WARNING: the memberlist Secret was deleted; the keys in use stay until a restart, which will wait for it")
+			logger.Error(nil, "The memberlist Secret was deleted; the keys in use stay until a restart, which will wait for it")
 		},
 	})
 	f.Start(ctx.Done())
