@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 
 	"k8s.io/client-go/informers"
 	cloudprovider "k8s.io/cloud-provider"
@@ -46,8 +45,10 @@ func init() {
 
 // Cloud is the baremetal cloud provider.
 type Cloud struct {
-	mu        sync.Mutex // guards cfg, which Reconfigure replaces
-	cfg       *config.Config
+	// initial is the config the provider was created with, for
+	// Initialize's log line; Reconfigure hands later versions straight to
+	// lb and instances, which hold the config in effect.
+	initial   *config.Config
 	lb        *loadbalancer.LoadBalancer
 	instances *Instances
 
@@ -55,14 +56,14 @@ type Cloud struct {
 	stop          <-chan struct{}
 	// configPath, when set, is polled for changes (WatchConfigFile).
 	configPath string
-	// loaded is the file's content that cfg was parsed from, if known.
+	// loaded is the file's content that initial was parsed from, if known.
 	loaded []byte
 }
 
 // New returns the provider for a parsed, validated config.
 func New(cfg *config.Config) *Cloud {
 	return &Cloud{
-		cfg:       cfg,
+		initial:   cfg,
 		lb:        loadbalancer.New(cfg),
 		instances: NewInstances(cfg),
 	}
@@ -73,7 +74,7 @@ func New(cfg *config.Config) *Cloud {
 func (c *Cloud) Initialize(clientBuilder cloudprovider.ControllerClientBuilder, stop <-chan struct{}) {
 	c.clientBuilder = clientBuilder
 	c.stop = stop
-	klog.InfoS("Initialized the baremetal cloud provider", "pools", len(c.cfg.Pools), "clusterID", c.cfg.ClusterID)
+	klog.InfoS("Initialized the baremetal cloud provider", "pools", len(c.initial.Pools), "clusterID", c.initial.ClusterID)
 }
 
 // SetInformers sets the informer on the cloud object. The app calls it right

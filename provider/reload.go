@@ -13,10 +13,6 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
-// ConfigPollInterval is how often the cloud-config file is read for
-// changes (see config.WatchFile).
-var ConfigPollInterval = config.PollInterval
-
 var (
 	configReloads = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem:      "baremetal_cloud_config",
@@ -71,10 +67,10 @@ func (c *Cloud) watchConfig(ctx context.Context) {
 		configStale.Set(0)
 	}
 	if c.loaded != nil {
-		config.WatchFileSince(ctx, c.configPath, ConfigPollInterval, c.loaded, apply)
+		config.WatchFileSince(ctx, c.configPath, config.PollInterval, c.loaded, apply)
 		return
 	}
-	config.WatchFile(ctx, c.configPath, ConfigPollInterval, readErr, apply)
+	config.WatchFile(ctx, c.configPath, config.PollInterval, readErr, apply)
 }
 
 // Reconfigure applies a new version of the cloud-config: new pools for the
@@ -98,9 +94,6 @@ func (c *Cloud) Reconfigure(ctx context.Context, data []byte) error {
 		return err
 	}
 	c.instances.setConfig(cfg)
-	c.mu.Lock()
-	c.cfg = cfg
-	c.mu.Unlock()
 	configReloads.WithLabelValues("applied").Inc()
 	klog.FromContext(ctx).Info("Applied a new cloud-config", "pools", len(cfg.Pools))
 	for _, w := range cfg.Warnings {
