@@ -58,9 +58,9 @@ const ExcludeLabel = corev1.LabelNodeExcludeBalancers
 // status.
 const NeverUpdated = "NodeStatusNeverUpdated"
 
-// NodeReason says why a node may not announce a pool's IPs; empty means it
+// nodeReason says why a node may not announce a pool's IPs; empty means it
 // may.
-func NodeReason(node *corev1.Node, pool *config.Pool) string {
+func nodeReason(node *corev1.Node, pool *config.Pool) string {
 	if r := readyReason(node); r != "" {
 		return r
 	}
@@ -76,7 +76,7 @@ func NodeReason(node *corev1.Node, pool *config.Pool) string {
 // NodeEligible says whether node may announce IPs of pool, before looking
 // at any Service's endpoints.
 func NodeEligible(node *corev1.Node, pool *config.Pool) bool {
-	return NodeReason(node, pool) == ""
+	return nodeReason(node, pool) == ""
 }
 
 // readyReason says why the node's Ready condition keeps it from
@@ -136,25 +136,6 @@ func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]bool {
 			}
 			out[*ep.NodeName] = true
 		}
-	}
-	return out
-}
-
-// Nodes returns the names of nodes eligible to announce an IP of svc taken
-// from pool, in the order of nodes. endpointNodes is ReadyEndpointNodes of
-// the Service's EndpointSlices; it is only consulted for
-// externalTrafficPolicy: Local.
-func Nodes(pool *config.Pool, svc *corev1.Service, nodes []*corev1.Node, endpointNodes map[string]bool) []string {
-	local := LocalTraffic(svc)
-	var out []string
-	for _, n := range nodes {
-		if !NodeEligible(n, pool) {
-			continue
-		}
-		if local && !endpointNodes[n.Name] {
-			continue
-		}
-		out = append(out, n.Name)
 	}
 	return out
 }

@@ -70,8 +70,8 @@ func TestNodeReason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := NodeReason(tt.node, tt.pool); got != tt.want {
-				t.Errorf("NodeReason = %q, want %q", got, tt.want)
+			if got := nodeReason(tt.node, tt.pool); got != tt.want {
+				t.Errorf("nodeReason = %q, want %q", got, tt.want)
 			}
 			if got := NodeEligible(tt.node, tt.pool); got != (tt.want == "") {
 				t.Errorf("NodeEligible = %v, want %v", got, tt.want == "")
@@ -126,45 +126,6 @@ func TestReadyEndpointNodes(t *testing.T) {
 			slices.Sort(names)
 			if !slices.Equal(names, tt.want) {
 				t.Errorf("ReadyEndpointNodes = %v, want %v", names, tt.want)
-			}
-		})
-	}
-}
-
-func TestNodes(t *testing.T) {
-	nodes := []*corev1.Node{
-		node("node1", corev1.ConditionTrue, map[string]string{"rack": "a"}),
-		node("node2", corev1.ConditionTrue, map[string]string{"rack": "b"}),
-		node("node3", corev1.ConditionFalse, map[string]string{"rack": "a"}),
-		node("node4", corev1.ConditionTrue, map[string]string{ExcludeLabel: "true", "rack": "a"}),
-		nodeWithReason("node5", corev1.ConditionUnknown, "NodeStatusUnknown", map[string]string{"rack": "b"}),
-	}
-	cluster := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster}}
-	local := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal}}
-	plain := &config.Pool{Name: "default"}
-	rackA := &config.Pool{Name: "a", NodeSelector: []labels.Selector{selector(t, "rack=a")}}
-
-	tests := []struct {
-		name      string
-		pool      *config.Pool
-		svc       *corev1.Service
-		endpoints map[string]bool
-		want      []string
-	}{
-		{name: "cluster: ready or unknown, and not excluded", pool: plain, svc: cluster, want: []string{"node1", "node2", "node5"}},
-		{name: "cluster ignores endpoints", pool: plain, svc: cluster, endpoints: map[string]bool{"node2": true}, want: []string{"node1", "node2", "node5"}},
-		{name: "pool selector", pool: rackA, svc: cluster, want: []string{"node1"}},
-		{name: "local: only nodes with a ready endpoint", pool: plain, svc: local, endpoints: map[string]bool{"node2": true}, want: []string{"node2"}},
-		{name: "local: endpoint on a not-ready node", pool: plain, svc: local, endpoints: map[string]bool{"node3": true}, want: nil},
-		{name: "local: endpoint on an unknown node", pool: plain, svc: local, endpoints: map[string]bool{"node5": true}, want: []string{"node5"}},
-		{name: "local: endpoint on an excluded node", pool: plain, svc: local, endpoints: map[string]bool{"node4": true, "node1": true}, want: []string{"node1"}},
-		{name: "local: no endpoints", pool: plain, svc: local, want: nil},
-		{name: "local and selector", pool: rackA, svc: local, endpoints: map[string]bool{"node1": true, "node2": true}, want: []string{"node1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Nodes(tt.pool, tt.svc, nodes, tt.endpoints); !slices.Equal(got, tt.want) {
-				t.Errorf("Nodes = %v, want %v", got, tt.want)
 			}
 		})
 	}
