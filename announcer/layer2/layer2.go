@@ -246,20 +246,6 @@ func (a *Announcer) Close() {
 	a.wg.Wait()
 }
 
-// Announced returns the IPs currently answered for on each interface, for
-// status and tests.
-func (a *Announcer) Announced() map[string][]netip.Addr {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := map[string][]netip.Addr{}
-	for name, l := range a.links {
-		for ip := range *l.ips.Load() {
-			out[name] = append(out[name], ip)
-		}
-	}
-	return out
-}
-
 // Quiesce stops every gratuitous announcement, pending or future, while
 // requests are still answered until Close. It is the first step of a
 // handover: the node leaving must not send a late gratuitous ARP that

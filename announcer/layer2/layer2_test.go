@@ -174,6 +174,20 @@ func (fn *fakeNet) joined() []netip.Addr {
 	return out
 }
 
+// announced returns the IPs answered for on each interface. It lives with
+// the tests because only they read the set back.
+func (a *Announcer) announced() map[string][]netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string][]netip.Addr{}
+	for name, l := range a.links {
+		for ip := range *l.ips.Load() {
+			out[name] = append(out[name], ip)
+		}
+	}
+	return out
+}
+
 func newTestAnnouncer(t *testing.T) (*Announcer, *fakeNet) {
 	t.Helper()
 	fn := &fakeNet{arp: map[string]*fakeARP{}, ndp: map[string]*fakeNDP{}, groups: map[netip.Addr]int{},
@@ -303,8 +317,8 @@ func TestAnnouncerAnswersAndAnnounces(t *testing.T) {
 	default:
 		t.Error("ARP socket of an unused interface is still open")
 	}
-	if len(a.Announced()) != 0 {
-		t.Errorf("Announced() = %v after withdrawing everything", a.Announced())
+	if len(a.announced()) != 0 {
+		t.Errorf("announced() = %v after withdrawing everything", a.announced())
 	}
 }
 
@@ -340,9 +354,9 @@ func TestAnnouncerInterfaces(t *testing.T) {
 	if err == nil {
 		t.Error("no error for a missing interface")
 	}
-	got := a.Announced()
+	got := a.announced()
 	if !slices.Equal(got["eth0"], []netip.Addr{vip}) || !slices.Equal(got["eth1"], []netip.Addr{vip}) || len(got) != 2 {
-		t.Errorf("Announced() = %v, want %s on eth0 and eth1", got, vip)
+		t.Errorf("announced() = %v, want %s on eth0 and eth1", got, vip)
 	}
 	// eth1 answers with its own MAC; a v4-only interface has no NDP socket.
 	c := fn.arpConn("eth1")
