@@ -117,18 +117,6 @@ func buggy(ip netip.Addr) bool {
 	return last == 0 || last == 255
 }
 
-// Families says which IP families the pool has addresses in.
-func (p *Pool) Families() (v4, v6 bool) {
-	for _, r := range p.Ranges {
-		if r.From().Is4() {
-			v4 = true
-		} else {
-			v6 = true
-		}
-	}
-	return v4, v6
-}
-
 // Size is how many addresses the pool can assign: the addresses in Ranges,
 // less the IPv4 addresses ending in .0 or .255 when avoid-buggy-ips is
 // set. It is a big.Int because an IPv6 pool easily exceeds 2^64.
@@ -201,14 +189,4 @@ func (a *BGPAdvertisement) Prefix(ip netip.Addr) netip.Prefix {
 	}
 	p, _ := ip.Prefix(bits)
 	return p
-}
-
-// PoolByName returns the pool called name, or nil.
-func (c *Config) PoolByName(name string) *Pool {
-	for i := range c.Pools {
-		if c.Pools[i].Name == name {
-			return &c.Pools[i]
-		}
-	}
-	return nil
 }
