@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Decoding is done by hand, walking the YAML node tree against the Go types,
@@ -35,7 +36,7 @@ import (
 
 type decoder struct {
 	errs Errors
-	// lines is the line of every path present in the file.
+	// lines is the line of every path present in the file, by its text.
 	lines map[string]int
 	// given holds the paths that have a non-null value, for the defaults
 	// that differ between "absent" and "zero" (hold-time: 0s).
@@ -90,84 +91,30 @@ func (d *decoder) full() bool {
 }
 
 // typeErrorf reports a value of the wrong type and drops it.
-func (d *decoder) typeErrorf(path string, n *yaml.Node, format string, args ...any) {
-	d.bad[path] = true
-	d.addf(path, d.line(n), format, args...)
+func (d *decoder) typeErrorf(path step, n *yaml.Node, format string, args ...any) {
+	d.bad[path.text] = true
+	d.addf(path.text, d.line(n), format, args...)
 }
 
 // suppressed says whether path is, or is inside, a value that was dropped.
-func (d *decoder) suppressed(path string) bool {
-	for p := path; ; p = parentPath(p) {
-		if d.bad[p] {
-			return true
-		}
-		if p == "" {
-			return false
-		}
-	}
+func (d *decoder) suppressed(path *field.Path) bool {
+	found := false
+	ancestors(pathText(path), func(p string) bool {
+		found = d.bad[p]
+		return !found
+	})
+	return found
 }
 
 // lineOf is the line of path, or of its nearest ancestor present in the file.
-func (d *decoder) lineOf(path string) int {
-	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := d.lines[p]; ok {
-			return l
-		}
-	}
-	return 0
-}
-
-// simpleKey says whether key can follow a "." in a path unquoted. A loop,
-// not a regexp: it runs for every key of the file.
-func simpleKey(key string) bool {
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; !alnum(c) && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return key != ""
-}
-
-// keyPath appends a map key to a path: "a.b" for plain keys, `a["x.io/y"]`
-// for keys (label names) that would otherwise be ambiguous.
-func keyPath(path, key string) string {
-	if !simpleKey(key) {
-		return path + "[" + quote(key) + "]"
-	}
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func indexPath(path string, i int) string {
-	return path + "[" + strconv.Itoa(i) + "]"
-}
-
-// quote is strconv.Quote, with a shortcut for the printable ASCII that
-// label keys are: paths are built for every key of the file.
-func quote(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
-			return strconv.Quote(s)
-		}
-	}
-	return `"` + s + `"`
-}
-
-// parentPath undoes keyPath or indexPath.
-func parentPath(path string) string {
-	if strings.HasSuffix(path, `"]`) {
-		// strconv.Quote escapes quotes, so `["` only starts a segment.
-		return path[:strings.LastIndex(path, `["`)]
-	}
-	if strings.HasSuffix(path, "]") {
-		return path[:strings.LastIndex(path, "[")]
-	}
-	if i := strings.LastIndex(path, "."); i >= 0 {
-		return path[:i]
-	}
-	return ""
+func (d *decoder) lineOf(path *field.Path) int {
+	line := 0
+	ancestors(pathText(path), func(p string) bool {
+		l, ok := d.lines[p]
+		line = l
+		return !ok
+	})
+	return line
 }
 
 // readDocuments parses every YAML document of data. The YAML parser is
@@ -314,22 +261,19 @@ var durationType = reflect.TypeOf(Duration{})
 
 // walk checks n against the type of v, which must be settable, and stores
 // its value there. set is false when nothing was stored: the value is null,
-// or it was dropped, with an error.
-func (d *decoder) walk(n *yaml.Node, v reflect.Value, path string) (set bool) {
-	if _, ok := d.lines[path]; !ok {
-		d.lines[path] = d.line(n)
-	}
+// or it was dropped, with an error. The caller records the line of path.
+func (d *decoder) walk(n *yaml.Node, v reflect.Value, path step) (set bool) {
 	if n.Kind == yaml.AliasNode {
 		d.typeErrorf(path, n, "a YAML alias (*) is not accepted: %s", noAliases)
 		return false
 	}
 	if n.Anchor != "" {
-		d.addf(path, d.line(n), "a YAML anchor (&) is not accepted: %s", noAliases)
+		d.addf(path.text, d.line(n), "a YAML anchor (&) is not accepted: %s", noAliases)
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return false
 	}
-	d.given[path] = true
+	d.given[path.text] = true
 	t := v.Type()
 	if t == durationType {
 		if n.Kind != yaml.ScalarNode {
@@ -364,7 +308,9 @@ func (d *decoder) walk(n *yaml.Node, v reflect.Value, path string) (set bool) {
 		// An element that is null or dropped stays the zero value.
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
 		for i, e := range n.Content {
-			d.walk(e, s.Index(i), indexPath(path, i))
+			ip := path.index(i)
+			d.lines[ip.text] = d.line(e)
+			d.walk(e, s.Index(i), ip)
 		}
 		v.Set(s)
 		return true
@@ -391,7 +337,7 @@ func (d *decoder) walk(n *yaml.Node, v reflect.Value, path string) (set bool) {
 	return false
 }
 
-func (d *decoder) walkInt(n *yaml.Node, v reflect.Value, path string) bool {
+func (d *decoder) walkInt(n *yaml.Node, v reflect.Value, path step) bool {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
 			d.typeErrorf(path, n, "want a whole number, got the string %q (remove the quotes)", n.Value)
@@ -457,7 +403,7 @@ func yamlBool(n *yaml.Node) (value, ok bool) {
 
 // describe names what n is for an error about the value at path: a
 // scalar's text, quoted, except where it may be a secret.
-func (d *decoder) describe(path string, n *yaml.Node) string {
+func (d *decoder) describe(path step, n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -466,7 +412,7 @@ func (d *decoder) describe(path string, n *yaml.Node) string {
 	case yaml.AliasNode:
 		return "an alias"
 	case yaml.ScalarNode:
-		if secretPath(path) {
+		if secretPath(path.text) {
 			return "a value " + hidden(n.Value)
 		}
 		return strconv.Quote(n.Value)
@@ -505,7 +451,7 @@ type pair struct{ k, v *yaml.Node }
 
 // pairs lists the entries of a mapping, reporting keys that appear twice
 // and merge keys ("<<: *x"), which are refused.
-func (d *decoder) pairs(n *yaml.Node, path string) []pair {
+func (d *decoder) pairs(n *yaml.Node, path step) []pair {
 	var out []pair
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -517,11 +463,11 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.addf(path, d.line(k), "keys must be strings, got %s", d.describe(path, k))
+			d.addf(path.text, d.line(k), "keys must be strings, got %s", d.describe(path, k))
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
-			d.addf(path, d.line(k), "key %s appears twice, first on line %d", d.quoteKey(path, k.Value), d.line(prev))
+			d.addf(path.text, d.line(k), "key %s appears twice, first on line %d", d.quoteKey(path, k.Value), d.line(prev))
 			continue
 		}
 		seen[k.Value] = k
@@ -533,8 +479,8 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 // quoteKey quotes a mapping key for an error, to follow "key", unless it
 // may be a secret: a key where secrets are that is none of the keys
 // known there.
-func (d *decoder) quoteKey(path, key string) string {
-	if secretPath(path) && !isPeerKey(key) {
+func (d *decoder) quoteKey(path step, key string) string {
+	if secretPath(path.text) && !isPeerKey(key) {
 		return hidden(key)
 	}
 	return strconv.Quote(key)
@@ -552,7 +498,7 @@ func isPeerKey(key string) bool {
 	return false
 }
 
-func (d *decoder) walkMap(n *yaml.Node, v reflect.Value, path string) bool {
+func (d *decoder) walkMap(n *yaml.Node, v reflect.Value, path step) bool {
 	if n.Kind != yaml.MappingNode {
 		d.typeErrorf(path, n, "want a mapping, got %s", d.describe(path, n))
 		return false
@@ -560,8 +506,8 @@ func (d *decoder) walkMap(n *yaml.Node, v reflect.Value, path string) bool {
 	t := v.Type()
 	m := reflect.MakeMap(t)
 	for _, p := range d.pairs(n, path) {
-		kp := keyPath(path, p.k.Value)
-		d.lines[kp] = d.line(p.k)
+		kp := path.child(p.k.Value)
+		d.lines[kp.text] = d.line(p.k)
 		e := reflect.New(t.Elem()).Elem()
 		if d.walk(p.v, e, kp) {
 			m.SetMapIndex(reflect.ValueOf(p.k.Value).Convert(t.Key()), e)
@@ -598,7 +544,7 @@ func fields(t reflect.Type) []fieldInfo {
 	return out
 }
 
-func (d *decoder) walkStruct(n *yaml.Node, v reflect.Value, path string) bool {
+func (d *decoder) walkStruct(n *yaml.Node, v reflect.Value, path step) bool {
 	if n.Kind != yaml.MappingNode {
 		d.typeErrorf(path, n, "want a mapping, got %s", d.describe(path, n))
 		return false
@@ -616,15 +562,15 @@ func (d *decoder) walkStruct(n *yaml.Node, v reflect.Value, path string) bool {
 			d.unknownKey(path, p.k, fs)
 			continue
 		}
-		kp := keyPath(path, key)
-		d.lines[kp] = d.line(p.k)
+		kp := path.child(key)
+		d.lines[kp.text] = d.line(p.k)
 		d.walk(p.v, v.Field(f.index), kp)
 	}
 	return true
 }
 
-func (d *decoder) unknownKey(path string, k *yaml.Node, fs []fieldInfo) {
-	where := path
+func (d *decoder) unknownKey(path step, k *yaml.Node, fs []fieldInfo) {
+	where := path.text
 	if where == "" {
 		where = "top level"
 	}

@@ -31,7 +31,7 @@ func Parse(data []byte) (*Config, error) {
 	d := newDecoder()
 	var cfg Config
 	if root := d.root(data); root != nil {
-		d.walk(root, reflect.ValueOf(&cfg).Elem(), "")
+		d.walk(root, reflect.ValueOf(&cfg).Elem(), step{})
 	}
 	v := &validator{d: d, c: &cfg}
 	v.validate()

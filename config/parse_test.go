@@ -104,6 +104,9 @@ func TestDecodeErrors(t *testing.T) {
 		// the merged keys.
 		{"merge key", "address-pools:\n- <<: {protocol: layer2}\n  name: a\n  addresses: [203.0.113.0/28]\n",
 			[]string{`address-pools[0]: a YAML merge key (<<) is not accepted: write the values out (anchors, aliases and merge keys are refused: they can expand a small file to billions of values) (line 2)`}},
+		// A merge key at the top leaves the whole file unchecked.
+		{"merge key at the top", "<<: {cluster-id: a}\naddress-pools:\n- name: a\n",
+			[]string{`a YAML merge key (<<) is not accepted: write the values out (anchors, aliases and merge keys are refused: they can expand a small file to billions of values) (line 1)`}},
 		{"anchor and alias", "address-pools:\n- name: a\n  protocol: layer2\n  addresses: &a [203.0.113.0/28]\n- name: b\n  protocol: layer2\n  addresses: *a\n",
 			[]string{`address-pools[0].addresses: a YAML anchor (&) is not accepted: write the values out (anchors`,
 				`address-pools[1].addresses: a YAML alias (*) is not accepted: write the values out (anchors`}},

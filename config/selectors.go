@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // The file has two spellings of a label selector: MetalLB's classic
@@ -36,25 +37,25 @@ func fromLabelSelector(exprs []metav1.LabelSelectorRequirement) []SelectorRequir
 }
 
 // nodeSelectors compiles MetalLB-style selectors; nil means every node.
-func (v *validator) nodeSelectors(path string, sels []NodeSelector) []labels.Selector {
+func (v *validator) nodeSelectors(path *field.Path, sels []NodeSelector) []labels.Selector {
 	if len(sels) == 0 {
 		return nil
 	}
 	out := make([]labels.Selector, 0, len(sels))
 	for i, s := range sels {
-		out = append(out, v.selector(indexPath(path, i), kebabNames, s.MatchLabels, s.MatchExpressions))
+		out = append(out, v.selector(path.Index(i), kebabNames, s.MatchLabels, s.MatchExpressions))
 	}
 	return out
 }
 
 // labelSelectors compiles Kubernetes LabelSelectors; nil means everything.
-func (v *validator) labelSelectors(path string, sels []metav1.LabelSelector) []labels.Selector {
+func (v *validator) labelSelectors(path *field.Path, sels []metav1.LabelSelector) []labels.Selector {
 	if len(sels) == 0 {
 		return nil
 	}
 	out := make([]labels.Selector, 0, len(sels))
 	for i, s := range sels {
-		out = append(out, v.selector(indexPath(path, i), camelNames, s.MatchLabels, fromLabelSelector(s.MatchExpressions)))
+		out = append(out, v.selector(path.Index(i), camelNames, s.MatchLabels, fromLabelSelector(s.MatchExpressions)))
 	}
 	return out
 }
@@ -62,7 +63,7 @@ func (v *validator) labelSelectors(path string, sels []metav1.LabelSelector) []l
 // selector compiles one selector. All its terms must match (AND); an empty
 // selector matches everything, as in Kubernetes. On error it still returns
 // a selector, of the valid terms; Parse then fails anyway.
-func (v *validator) selector(path string, names selectorNames, matchLabels map[string]string, exprs []SelectorRequirement) labels.Selector {
+func (v *validator) selector(path *field.Path, names selectorNames, matchLabels map[string]string, exprs []SelectorRequirement) labels.Selector {
 	keys := make([]string, 0, len(matchLabels))
 	for k := range matchLabels {
 		keys = append(keys, k)
@@ -70,7 +71,7 @@ func (v *validator) selector(path string, names selectorNames, matchLabels map[s
 	sort.Strings(keys)
 	valid := labels.Set{}
 	for _, k := range keys {
-		kp := keyPath(keyPath(path, names.labels), k)
+		kp := child(path.Child(names.labels), k)
 		okKey := v.checkName(kp, k, "label key", qualifiedName)
 		okValue := v.checkName(kp, matchLabels[k], "label value", labelValue)
 		if okKey && okValue {
@@ -80,27 +81,27 @@ func (v *validator) selector(path string, names selectorNames, matchLabels map[s
 	// Checked above, each with its own path: not checked again.
 	reqs, _ := labels.SelectorFromValidatedSet(valid).Requirements()
 	for i, e := range exprs {
-		ep := indexPath(keyPath(path, names.exprs), i)
-		ok := v.checkName(keyPath(ep, "key"), e.Key, "label key", qualifiedName)
+		ep := path.Child(names.exprs).Index(i)
+		ok := v.checkName(ep.Child("key"), e.Key, "label key", qualifiedName)
 		op, known := operators[e.Operator]
 		if !known {
 			ok = false
-			v.errorf(keyPath(ep, "operator"), "%q is not an operator: want In, NotIn, Exists or DoesNotExist", e.Operator)
+			v.errorf(ep.Child("operator"), "%q is not an operator: want In, NotIn, Exists or DoesNotExist", e.Operator)
 		}
 		switch op {
 		case selection.In, selection.NotIn:
 			if len(e.Values) == 0 {
 				ok = false
-				v.errorf(keyPath(ep, "values"), "operator %s needs at least one value", e.Operator)
+				v.errorf(ep.Child("values"), "operator %s needs at least one value", e.Operator)
 			}
 		case selection.Exists, selection.DoesNotExist:
 			if len(e.Values) > 0 {
 				ok = false
-				v.errorf(keyPath(ep, "values"), "operator %s takes no values, got %q", e.Operator, e.Values)
+				v.errorf(ep.Child("values"), "operator %s takes no values, got %q", e.Operator, e.Values)
 			}
 		}
 		for j, val := range e.Values {
-			ok = v.checkName(indexPath(keyPath(ep, "values"), j), val, "label value", labelValue) && ok
+			ok = v.checkName(ep.Child("values").Index(j), val, "label value", labelValue) && ok
 		}
 		if ok {
 			reqs = v.require(reqs, ep, e.Key, op, e.Values)
@@ -109,7 +110,7 @@ func (v *validator) selector(path string, names selectorNames, matchLabels map[s
 	return labels.NewSelector().Add(reqs...)
 }
 
-func (v *validator) require(reqs []labels.Requirement, path, key string, op selection.Operator, values []string) []labels.Requirement {
+func (v *validator) require(reqs []labels.Requirement, path *field.Path, key string, op selection.Operator, values []string) []labels.Requirement {
 	r, err := labels.NewRequirement(key, op, values)
 	if err != nil {
 		// Everything NewRequirement checks was checked above; this is a

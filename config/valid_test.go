@@ -6,12 +6,14 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go4.org/netipx"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 func ranges(t *testing.T, rs ...string) []netipx.IPRange {
@@ -414,18 +416,85 @@ func TestDurationJSON(t *testing.T) {
 	}
 }
 
-func TestParentPath(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"peers", ""},
-		{"peers[0]", "peers"},
-		{"peers[0].node-selectors", "peers[0]"},
-		{`a.match-labels["x.io/y"]`, "a.match-labels"},
-		{`a.match-labels["q[\"z"]`, "a.match-labels"},
-		{`bgp-communities["a.b"]`, "bgp-communities"},
+// TestAncestors: a path's text and its ancestors', nearest first. A "." or
+// "[" inside a quoted key gives a prefix that is no path: it ends inside an
+// open `["`.
+func TestAncestors(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", []string{""}},
+		{"peers", []string{"peers", ""}},
+		{"peers[0]", []string{"peers[0]", "peers", ""}},
+		{"peers[0].node-selectors", []string{"peers[0].node-selectors", "peers[0]", "peers", ""}},
+		{`a.match-labels["x.io/y"]`, []string{`a.match-labels["x.io/y"]`, `a.match-labels["x`, "a.match-labels", "a", ""}},
+		{`a.match-labels["q[\"z"]`, []string{`a.match-labels["q[\"z"]`, `a.match-labels["q`, "a.match-labels", "a", ""}},
+		{`bgp-communities["a.b"]`, []string{`bgp-communities["a.b"]`, `bgp-communities["a`, "bgp-communities", ""}},
 	}
 	for _, tt := range tests {
-		if got := parentPath(tt.in); got != tt.want {
-			t.Errorf("parentPath(%q) = %q, want %q", tt.in, got, tt.want)
+		var got []string
+		ancestors(tt.in, func(p string) bool {
+			got = append(got, p)
+			return true
+		})
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("ancestors(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestStepText: the decoder's texts are field.Path's.
+func TestStepText(t *testing.T) {
+	root := step{}
+	sel := root.child("peers").index(0).child("node-selectors").index(12).child("match-labels")
+	for _, s := range []step{
+		root.child("cluster-id"),
+		root.child("x.y"),
+		root.child("peers").index(3),
+		sel,
+		sel.child("rack"),
+		sel.child("example.com/rack"),
+		sel.child(`q["z`),
+		sel.child(""),
+		sel.child("\xff"),
+		root.child("bgp-communities").child("a.b").index(1).child("c"),
+	} {
+		if want := pathText(s.path); s.text != want {
+			t.Errorf("step text %q, field.Path %q", s.text, want)
+		}
+	}
+}
+
+// TestLineOfNearestAncestor: a problem with a key that is absent is on the
+// line of the nearest value that is there, and one inside a dropped value
+// is suppressed.
+func TestLineOfNearestAncestor(t *testing.T) {
+	d := newDecoder()
+	d.lines["peers"] = 2
+	d.lines["peers[0]"] = 3
+	d.lines[`peers[0].node-selectors[0].match-labels`] = 7
+	d.bad["peers[1]"] = true
+	sel := field.NewPath("peers").Index(0).Child("node-selectors").Index(0).Child("match-labels")
+	tests := []struct {
+		path       *field.Path
+		line       int
+		suppressed bool
+	}{
+		{nil, 0, false},
+		{field.NewPath("peers").Index(0), 3, false},
+		{field.NewPath("peers").Index(0).Child("peer-address"), 3, false},
+		{child(sel, "x.io/y"), 7, false},
+		{child(sel, `q["z`), 7, false},
+		{field.NewPath("peers").Index(1).Child("my-asn"), 2, true},
+		{field.NewPath("peers").Index(10), 2, false},
+	}
+	for _, tt := range tests {
+		if got := d.lineOf(tt.path); got != tt.line {
+			t.Errorf("lineOf(%s) = %d, want %d", pathText(tt.path), got, tt.line)
+		}
+		if got := d.suppressed(tt.path); got != tt.suppressed {
+			t.Errorf("suppressed(%s) = %v, want %v", pathText(tt.path), got, tt.suppressed)
 		}
 	}
 }

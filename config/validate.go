@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go4.org/netipx"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // validator checks a decoded Config and fills its defaults and parsed
@@ -33,7 +34,7 @@ type validator struct {
 	bfdIndex map[string]int
 }
 
-func (v *validator) errorf(path, format string, args ...any) {
+func (v *validator) errorf(path *field.Path, format string, args ...any) {
 	if v.d.suppressed(path) {
 		return
 	}
@@ -41,18 +42,18 @@ func (v *validator) errorf(path, format string, args ...any) {
 		v.d.dropped++
 		return
 	}
-	v.d.addf(path, v.d.lineOf(path), format, args...)
+	v.d.addf(pathText(path), v.d.lineOf(path), format, args...)
 }
 
 // warnf records something valid but probably not what the user meant.
-func (v *validator) warnf(path, format string, args ...any) {
-	w := FieldError{Path: path, Line: v.d.lineOf(path), Msg: fmt.Sprintf(format, args...)}
+func (v *validator) warnf(path *field.Path, format string, args ...any) {
+	w := FieldError{Path: pathText(path), Line: v.d.lineOf(path), Msg: fmt.Sprintf(format, args...)}
 	v.warnings = append(v.warnings, w.Error())
 }
 
 // checkName reports the problems a k8s name validator found, if any. The
 // value is not quoted where it may be a secret (secretPath).
-func (v *validator) checkName(path, value, what string, check nameCheck) bool {
+func (v *validator) checkName(path *field.Path, value, what string, check nameCheck) bool {
 	if check.valid(value) {
 		return true
 	}
@@ -62,7 +63,7 @@ func (v *validator) checkName(path, value, what string, check nameCheck) bool {
 	}
 	if msgs := check.problems(value); len(msgs) > 0 {
 		shown := strconv.Quote(value)
-		if secretPath(path) {
+		if secretPath(pathText(path)) {
 			shown = "a value " + hidden(value)
 		}
 		v.errorf(path, "%s is not a valid %s: %s", shown, what, strings.Join(msgs, "; "))
@@ -78,7 +79,7 @@ func (v *validator) validate() {
 	} else {
 		// It ends up in object names and label values: a DNS label is safe
 		// in both.
-		v.checkName("cluster-id", c.ClusterID, "cluster-id (a DNS-1123 label)", dns1123Label)
+		v.checkName(field.NewPath("cluster-id"), c.ClusterID, "cluster-id (a DNS-1123 label)", dns1123Label)
 	}
 	v.bgpCommunities()
 	v.bfdProfiles()
@@ -87,7 +88,7 @@ func (v *validator) validate() {
 	v.peersInPools()
 	v.topology()
 	for i, n := range c.RemovedNodes {
-		v.checkName(indexPath("removed-nodes", i), n, "node name", dns1123Subdomain)
+		v.checkName(field.NewPath("removed-nodes").Index(i), n, "node name", dns1123Subdomain)
 	}
 }
 
@@ -104,7 +105,7 @@ func (v *validator) bgpCommunities() {
 		c, err := parseCommunity(value)
 		if err != nil {
 			v.badCommunities[name] = true
-			v.errorf(keyPath("bgp-communities", name), "%q %v", value, err)
+			v.errorf(child(field.NewPath("bgp-communities"), name), "%q %v", value, err)
 			continue
 		}
 		v.communities[name] = c
@@ -147,8 +148,8 @@ func (v *validator) bfdProfiles() {
 	v.bfd, v.bfdIndex = map[string]*BFDProfile{}, map[string]int{}
 	for i := range v.c.BFDProfiles {
 		p := &v.c.BFDProfiles[i]
-		path := indexPath("bfd-profiles", i)
-		at := func(key string) string { return keyPath(path, key) }
+		path := field.NewPath("bfd-profiles").Index(i)
+		at := path.Child
 		valid := true
 		ranged := func(key string, f **uint32, def, lo, hi uint32, unit string) {
 			if *f == nil {
@@ -215,7 +216,7 @@ func (v *validator) peers() {
 	compared := map[peerKey]bool{}         // first's peer is in firstSelected
 	for i := range v.c.Peers {
 		p := &v.c.Peers[i]
-		path := indexPath("peers", i)
+		path := field.NewPath("peers").Index(i)
 		v.peer(p, path)
 		if !p.Address.IsValid() {
 			continue
@@ -260,8 +261,8 @@ func selectorsKey(sels []NodeSelector) string {
 	return string(js)
 }
 
-func (v *validator) peer(p *Peer, path string) {
-	at := func(key string) string { return keyPath(path, key) }
+func (v *validator) peer(p *Peer, path *field.Path) {
+	at := path.Child
 	if p.PeerAddress == "" {
 		v.errorf(at("peer-address"), "must be set")
 	} else if ip, err := parseIP(strings.TrimSpace(p.PeerAddress)); err != nil {
@@ -281,7 +282,7 @@ func (v *validator) peer(p *Peer, path string) {
 
 	// Like MetalLB, times are whole seconds, as on the wire.
 	hold := defaultHoldTime
-	if v.d.given[at("hold-time")] {
+	if v.d.given[pathText(at("hold-time"))] {
 		hold = p.HoldTime.Truncate(time.Second)
 		switch {
 		case p.HoldTime.Duration < 0:
@@ -294,7 +295,7 @@ func (v *validator) peer(p *Peer, path string) {
 	}
 	p.HoldTime.Duration = hold
 	keepalive := hold / 3 / time.Second * time.Second
-	if v.d.given[at("keepalive-time")] {
+	if v.d.given[pathText(at("keepalive-time"))] {
 		keepalive = p.KeepaliveTime.Truncate(time.Second)
 		switch {
 		case p.KeepaliveTime.Duration < 0:
@@ -337,17 +338,17 @@ func (v *validator) peer(p *Peer, path string) {
 		}
 		sp := at("password-secret")
 		if s.Name == "" {
-			v.errorf(keyPath(sp, "name"), "must be set")
+			v.errorf(sp.Child("name"), "must be set")
 		} else {
-			v.checkName(keyPath(sp, "name"), s.Name, "Secret name", dns1123Subdomain)
+			v.checkName(sp.Child("name"), s.Name, "Secret name", dns1123Subdomain)
 		}
 		if s.Namespace != "" {
-			v.checkName(keyPath(sp, "namespace"), s.Namespace, "namespace name", dns1123Label)
+			v.checkName(sp.Child("namespace"), s.Namespace, "namespace name", dns1123Label)
 		}
 		if s.Key == "" {
 			s.Key = DefaultPasswordKey
 		} else {
-			v.checkName(keyPath(sp, "key"), s.Key, "Secret key", configMapKey)
+			v.checkName(sp.Child("key"), s.Key, "Secret key", configMapKey)
 		}
 	}
 	p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
@@ -386,8 +387,8 @@ type poolEntry struct {
 }
 
 // path is where the entry is in the file.
-func (e *poolEntry) path() string {
-	return indexPath(keyPath(indexPath("address-pools", e.pool), "addresses"), e.index)
+func (e *poolEntry) path() *field.Path {
+	return field.NewPath("address-pools").Index(e.pool).Child("addresses").Index(e.index)
 }
 
 func (v *validator) pools() {
@@ -395,8 +396,8 @@ func (v *validator) pools() {
 	var entries []poolEntry
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
-		path := indexPath("address-pools", i)
-		at := func(key string) string { return keyPath(path, key) }
+		path := field.NewPath("address-pools").Index(i)
+		at := path.Child
 
 		switch j, dup := names[p.Name]; {
 		case p.Name == "":
@@ -424,7 +425,7 @@ func (v *validator) pools() {
 		var widths [2]prefixWidths // IPv4, IPv6
 		valid := true
 		for j, a := range p.Addresses {
-			ap := indexPath(at("addresses"), j)
+			ap := at("addresses").Index(j)
 			r, err := parseAddressEntry(a)
 			if err != nil {
 				valid = false
@@ -456,11 +457,11 @@ func (v *validator) pools() {
 		}
 		for j, name := range p.Interfaces {
 			if msg := checkInterfaceName(name); msg != "" {
-				v.errorf(indexPath(at("interfaces"), j), "%q is not an interface name: %s", name, msg)
+				v.errorf(at("interfaces").Index(j), "%q is not an interface name: %s", name, msg)
 			}
 		}
 		for j, ns := range p.Namespaces {
-			v.checkName(indexPath(at("namespaces"), j), ns, "namespace name", dns1123Label)
+			v.checkName(at("namespaces").Index(j), ns, "namespace name", dns1123Label)
 		}
 		p.ServiceSelector = v.labelSelectors(at("service-selectors"), p.ServiceSelectors)
 		p.NodeSelector = v.nodeSelectors(at("node-selectors"), p.NodeSelectors)
@@ -592,14 +593,14 @@ func checkInterfaceName(s string) string {
 // addresses that may be another network's. Like MetalLB, an entry passes
 // when its widest prefix fits, so configs that MetalLB accepts still load.
 // A bad entry is already reported, and w holds only the valid ones.
-func (v *validator) aggregationCovers(at string, length int, w *prefixWidths) {
+func (v *validator) aggregationCovers(at *field.Path, length int, w *prefixWidths) {
 	if i := w.firstWider(length); i >= 0 {
 		v.errorf(at, "%d is shorter than /%d, the widest prefix of addresses entry %q: the aggregate would announce addresses outside the pool", length, w.widest[i], w.text[i])
 	}
 }
 
-func (v *validator) advertisements(p *Pool, path string, widths *[2]prefixWidths) {
-	at := keyPath(path, "bgp-advertisements")
+func (v *validator) advertisements(p *Pool, path *field.Path, widths *[2]prefixWidths) {
+	at := path.Child("bgp-advertisements")
 	if p.Protocol != BGP {
 		if len(p.BGPAdvertisements) > 0 && p.Protocol == Layer2 {
 			v.errorf(at, "only bgp pools have bgp-advertisements, this pool is layer2")
@@ -612,20 +613,20 @@ func (v *validator) advertisements(p *Pool, path string, widths *[2]prefixWidths
 	}
 	for i := range p.BGPAdvertisements {
 		a := &p.BGPAdvertisements[i]
-		ap := indexPath(at, i)
+		ap := at.Index(i)
 		if l := a.AggregationLength; l != nil && (*l < 0 || *l > 32) {
-			v.errorf(keyPath(ap, "aggregation-length"), "%d is out of range: want 0 to 32", *l)
+			v.errorf(ap.Child("aggregation-length"), "%d is out of range: want 0 to 32", *l)
 		} else if l != nil {
-			v.aggregationCovers(keyPath(ap, "aggregation-length"), *l, &widths[0])
+			v.aggregationCovers(ap.Child("aggregation-length"), *l, &widths[0])
 		}
 		if l := a.AggregationLengthV6; l != nil && (*l < 0 || *l > 128) {
-			v.errorf(keyPath(ap, "aggregation-length-v6"), "%d is out of range: want 0 to 128", *l)
+			v.errorf(ap.Child("aggregation-length-v6"), "%d is out of range: want 0 to 128", *l)
 		} else if l != nil {
-			v.aggregationCovers(keyPath(ap, "aggregation-length-v6"), *l, &widths[1])
+			v.aggregationCovers(ap.Child("aggregation-length-v6"), *l, &widths[1])
 		}
 		a.ParsedCommunities = nil
 		for j, s := range a.Communities {
-			cp := indexPath(keyPath(ap, "communities"), j)
+			cp := ap.Child("communities").Index(j)
 			// Names first, as MetalLB resolves them.
 			if c, ok := v.communities[s]; ok {
 				a.ParsedCommunities = append(a.ParsedCommunities, c)
@@ -649,7 +650,7 @@ func (v *validator) advertisements(p *Pool, path string, widths *[2]prefixWidths
 		for j, s := range a.LargeCommunities {
 			c, err := parseLargeCommunity(s)
 			if err != nil {
-				v.errorf(indexPath(keyPath(ap, "large-communities"), j), "%q %v", s, err)
+				v.errorf(ap.Child("large-communities").Index(j), "%q %v", s, err)
 				continue
 			}
 			a.ParsedLargeCommunities = append(a.ParsedLargeCommunities, c)
@@ -660,29 +661,29 @@ func (v *validator) advertisements(p *Pool, path string, widths *[2]prefixWidths
 func (v *validator) topology() {
 	for i := range v.c.NodeTopology {
 		r := &v.c.NodeTopology[i]
-		path := indexPath("node-topology", i)
+		path := field.NewPath("node-topology").Index(i)
 		if r.Region == "" && r.Zone == "" {
 			v.errorf(path, "needs a region or a zone")
 		}
 		// They become the values of the topology.kubernetes.io labels.
 		if r.Region != "" {
-			v.checkName(keyPath(path, "region"), r.Region, "region (a label value)", labelValue)
+			v.checkName(path.Child("region"), r.Region, "region (a label value)", labelValue)
 		}
 		if r.Zone != "" {
-			v.checkName(keyPath(path, "zone"), r.Zone, "zone (a label value)", labelValue)
+			v.checkName(path.Child("zone"), r.Zone, "zone (a label value)", labelValue)
 		}
 		if r.NodeSelector == nil && len(r.Subnets) == 0 {
 			v.errorf(path, "needs a node-selector or subnets to say which nodes it is for")
 		}
 		r.Selector = nil
 		if r.NodeSelector != nil {
-			r.Selector = v.selector(keyPath(path, "node-selector"), camelNames, r.NodeSelector.MatchLabels, fromLabelSelector(r.NodeSelector.MatchExpressions))
+			r.Selector = v.selector(path.Child("node-selector"), camelNames, r.NodeSelector.MatchLabels, fromLabelSelector(r.NodeSelector.MatchExpressions))
 		}
 		r.Prefixes = nil
 		for j, s := range r.Subnets {
 			p, err := parsePrefix(strings.TrimSpace(s))
 			if err != nil {
-				v.errorf(indexPath(keyPath(path, "subnets"), j), "%q %v", s, err)
+				v.errorf(path.Child("subnets").Index(j), "%q %v", s, err)
 				continue
 			}
 			r.Prefixes = append(r.Prefixes, p)
