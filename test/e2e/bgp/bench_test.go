@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
@@ -84,20 +85,20 @@ func BenchmarkStatusToFRR(b *testing.B) {
 			}
 		}
 	}
-	f50, f99 := percentile(first, 50), percentile(first, 99)
-	a50, a99 := percentile(all, 50), percentile(all, 99)
-	b.ReportMetric(ms(f50), "first-p50-ms")
-	b.ReportMetric(ms(f99), "first-p99-ms")
-	b.ReportMetric(ms(a50), "all3-p50-ms")
-	b.ReportMetric(ms(a99), "all3-p99-ms")
+	f50, f99 := benchutil.Percentile(first, 50), benchutil.Percentile(first, 99)
+	a50, a99 := benchutil.Percentile(all, 50), benchutil.Percentile(all, 99)
+	b.ReportMetric(benchutil.Millis(f50), "first-p50-ms")
+	b.ReportMetric(benchutil.Millis(f99), "first-p99-ms")
+	b.ReportMetric(benchutil.Millis(a50), "all3-p50-ms")
+	b.ReportMetric(benchutil.Millis(a99), "all3-p99-ms")
 	writeBench(b, "status-to-frr", fmt.Sprintf(
 		"status write -> route in FRR's BGP table, %d Services one after another (0.3 s apart), 3 announcers, eBGP:\n"+
 			"  from the first node: p50 %.0f ms, p99 %.0f ms, min %.0f ms, max %.0f ms\n"+
 			"  from all 3 nodes (full ECMP set): p50 %.0f ms, p99 %.0f ms, min %.0f ms, max %.0f ms\n"+
 			"  poll resolution (one look at bgpd over its vty socket): p50 %.0f ms\n"+
 			"  the announcer coalesces Kubernetes changes into passes at most every 100 ms (MinPassInterval)\n",
-		n, ms(f50), ms(f99), ms(slices.Min(first)), ms(slices.Max(first)),
-		ms(a50), ms(a99), ms(slices.Min(all)), ms(slices.Max(all)), ms(percentile(looks, 50))))
+		n, benchutil.Millis(f50), benchutil.Millis(f99), benchutil.Millis(slices.Min(first)), benchutil.Millis(slices.Max(first)),
+		benchutil.Millis(a50), benchutil.Millis(a99), benchutil.Millis(slices.Min(all)), benchutil.Millis(slices.Max(all)), benchutil.Millis(benchutil.Percentile(looks, 50))))
 }
 
 // Benchmark1000Services writes the status IPs of 1,000 Services at once
@@ -154,14 +155,14 @@ func BenchmarkSIGKILLToNexthopGone(b *testing.B) {
 		tb.waitRoute("198.51.100.10", "node1", "node2", "node3")
 	}
 	slices.Sort(took)
-	b.ReportMetric(ms(percentile(took, 50)), "median-ms")
-	b.ReportMetric(ms(slices.Max(took)), "max-ms")
+	b.ReportMetric(benchutil.Millis(benchutil.Percentile(took, 50)), "median-ms")
+	b.ReportMetric(benchutil.Millis(slices.Max(took)), "max-ms")
 	writeBench(b, "sigkill-to-nexthop-gone", fmt.Sprintf(
 		"SIGKILL of an announcer -> its next hop gone from FRR's BGP table, %d kills:\n"+
 			"  median %.0f ms, min %.0f ms, max %.0f ms (each: %v)\n"+
 			"  poll resolution (one look at bgpd over its vty socket): p50 %.0f ms\n"+
 			"  a node that goes silent instead (power loss) is dropped after the hold time (3 s here, 90 s by default)\n",
-		kills, ms(percentile(took, 50)), ms(took[0]), ms(slices.Max(took)), roundAll(took), ms(percentile(looks, 50))))
+		kills, benchutil.Millis(benchutil.Percentile(took, 50)), benchutil.Millis(took[0]), benchutil.Millis(slices.Max(took)), roundAll(took), benchutil.Millis(benchutil.Percentile(looks, 50))))
 }
 
 // BenchmarkMemory5000 measures an announcer's memory with 5,000 bgp
@@ -324,16 +325,6 @@ func (tb *testbed) memory(h *lab.Host) memUsage {
 	return m
 }
 
-// percentile returns the p-th percentile (nearest rank) of ds.
-func percentile(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	return s[max(0, min(len(s)-1, i-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
 func roundAll(ds []time.Duration) []time.Duration {
 	out := make([]time.Duration, len(ds))
 	for i, d := range ds {
@@ -352,13 +343,8 @@ func writeBench(b *testing.B, name, text string) {
 		b.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	load, _ := os.ReadFile("/proc/loadavg")
-	loadFields := strings.Fields(string(load))
-	if len(loadFields) > 3 {
-		loadFields = loadFields[:3]
-	}
 	header := fmt.Sprintf("# bgp-%s: %s\n# measured %s on %s (%d CPUs shared), load average at start %s\n# FRR in the router namespace, 3 announcers (bin built from this tree), control plane %s\n\n",
-		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, numCPU(), strings.Join(loadFields, " "), controlplane.KubernetesVersion)
+		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, numCPU(), benchutil.LoadAvg(), controlplane.KubernetesVersion)
 	if err := os.WriteFile(filepath.Join(root, "bench", "results", "bgp-"+name+".txt"), []byte(header+text), 0o644); err != nil {
 		b.Fatal(err)
 	}

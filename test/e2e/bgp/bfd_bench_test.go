@@ -8,6 +8,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 )
 
 // BenchmarkSilentNodeToNexthopGone freezes an announcer (SIGSTOP: its TCP
@@ -58,11 +60,11 @@ func BenchmarkSilentNodeToNexthopGone(b *testing.B) {
 	withBFD := run(options{cloudConfig: bfdPeersConfig + poolConfig, bgpd: bfdBGPD(), bfdd: bfdBFDD, within: 15 * time.Minute}, bfdHoldTime*2/3)
 	without := run(options{within: 15 * time.Minute}, 20*time.Second)
 
-	b.ReportMetric(ms(percentile(withBFD.kernel, 50)), "bfd-kernel-p50-ms")
-	b.ReportMetric(ms(slices.Max(withBFD.kernel)), "bfd-kernel-max-ms")
-	b.ReportMetric(ms(percentile(without.kernel, 50)), "holdtime-kernel-p50-ms")
+	b.ReportMetric(benchutil.Millis(benchutil.Percentile(withBFD.kernel, 50)), "bfd-kernel-p50-ms")
+	b.ReportMetric(benchutil.Millis(slices.Max(withBFD.kernel)), "bfd-kernel-max-ms")
+	b.ReportMetric(benchutil.Millis(benchutil.Percentile(without.kernel, 50)), "holdtime-kernel-p50-ms")
 	line := func(name string, ds []time.Duration) string {
-		return fmt.Sprintf("    %-24s p50 %4.0f ms, max %4.0f ms, min %4.0f ms  %v\n", name, ms(percentile(ds, 50)), ms(slices.Max(ds)), ms(slices.Min(ds)), roundAll(ds))
+		return fmt.Sprintf("    %-24s p50 %4.0f ms, max %4.0f ms, min %4.0f ms  %v\n", name, benchutil.Millis(benchutil.Percentile(ds, 50)), benchutil.Millis(slices.Max(ds)), benchutil.Millis(slices.Min(ds)), roundAll(ds))
 	}
 	writeBench(b, "bfd", fmt.Sprintf(
 		"silent node (announcer SIGSTOPped, TCP sessions left open) -> its next hop gone at the router, %d trials each:\n"+

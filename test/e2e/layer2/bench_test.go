@@ -3,10 +3,8 @@ package layer2
 import (
 	"context"
 	"fmt"
-	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/e2e"
 )
 
@@ -60,7 +58,7 @@ var shippedArgs = []string{"--v=0"}
 // It also notes the load average for writeResult.
 func benchTestbed(b *testing.B, pool bool) *testbed {
 	b.Helper()
-	loadAtStart = loadAvg()
+	loadAtStart = benchutil.LoadAvg()
 	tb := newTestbedWithin(b, benchWithin)
 	if os.Getenv("L2BENCH_V") == "" {
 		tb.ExtraArgs = shippedArgs
@@ -164,15 +162,15 @@ func BenchmarkFailover(b *testing.B) {
 	fmt.Fprintf(&text, "  %-11s %-5s %8s %8s %8s %6s   %s\n", "failure", "addr", "p50", "max", "min", "stale", "all trials (ms)")
 	for _, s := range all {
 		sorted := slices.Sorted(slices.Values(s.took))
-		p50, worst := percentile(sorted, 50), sorted[len(sorted)-1]
+		p50, worst := benchutil.Percentile(sorted, 50), sorted[len(sorted)-1]
 		tag := strings.ReplaceAll(strings.ToLower(s.kind), " ", "-") + "-" + strings.ToLower(s.family)
-		b.ReportMetric(ms(p50), tag+"-p50-ms")
-		b.ReportMetric(ms(worst), tag+"-max-ms")
+		b.ReportMetric(benchutil.Millis(p50), tag+"-p50-ms")
+		b.ReportMetric(benchutil.Millis(worst), tag+"-max-ms")
 		var each []string
 		for _, d := range s.took {
-			each = append(each, fmt.Sprintf("%.0f", ms(d)))
+			each = append(each, fmt.Sprintf("%.0f", benchutil.Millis(d)))
 		}
-		fmt.Fprintf(&text, "  %-11s %-5s %6.0f ms %5.0f ms %5.0f ms %6d   %s\n", s.kind, s.family, ms(p50), ms(worst), ms(sorted[0]), s.stale, strings.Join(each, " "))
+		fmt.Fprintf(&text, "  %-11s %-5s %6.0f ms %5.0f ms %5.0f ms %6d   %s\n", s.kind, s.family, benchutil.Millis(p50), benchutil.Millis(worst), benchutil.Millis(sorted[0]), s.stale, strings.Join(each, " "))
 	}
 	b.ReportMetric(float64(len(tb.stale)), "stale-entries")
 	fmt.Fprintf(&text, "\n  stale: times a client was left with the MAC of a node that no longer announced an IP (see settle)\n"+
@@ -307,17 +305,17 @@ func BenchmarkHandover(b *testing.B) {
 			tb.settle(fam.ip, victim)
 		}
 		sorted := slices.Sorted(slices.Values(took))
-		p50, worst := percentile(sorted, 50), sorted[len(sorted)-1]
+		p50, worst := benchutil.Percentile(sorted, 50), sorted[len(sorted)-1]
 		tag := strings.ToLower(fam.name)
-		b.ReportMetric(ms(p50), "sigterm-"+tag+"-p50-ms")
-		b.ReportMetric(ms(worst), "sigterm-"+tag+"-max-ms")
+		b.ReportMetric(benchutil.Millis(p50), "sigterm-"+tag+"-p50-ms")
+		b.ReportMetric(benchutil.Millis(worst), "sigterm-"+tag+"-max-ms")
 		b.ReportMetric(float64(failures), "sigterm-"+tag+"-failed")
 		b.ReportMetric(float64(resets), "sigterm-"+tag+"-reset")
 		var each []string
 		for _, d := range took {
-			each = append(each, fmt.Sprintf("%.0f", ms(d)))
+			each = append(each, fmt.Sprintf("%.0f", benchutil.Millis(d)))
 		}
-		fmt.Fprintf(&text, "  %-5s %5.0f ms %5.0f ms %9d %9d %9d %6d   %s\n", fam.name, ms(p50), ms(worst), requests, failures, resets, len(tb.stale)-staleBefore, strings.Join(each, " "))
+		fmt.Fprintf(&text, "  %-5s %5.0f ms %5.0f ms %9d %9d %9d %6d   %s\n", fam.name, benchutil.Millis(p50), benchutil.Millis(worst), requests, failures, resets, len(tb.stale)-staleBefore, strings.Join(each, " "))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(len(tb.stale)), "stale-entries")
@@ -446,49 +444,12 @@ func (tb *testbed) usages(b *testing.B) map[string]usage {
 
 func mib(kB int) float64 { return float64(kB) / 1024 }
 
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// writeResult stores text as bench/results/name.txt with a header saying
-// when, where and under which load it was measured, and prints it (to
-// stdout: b.Log would cut it to ten lines without -v). The same header as
-// test/integration's results.
+// writeResult stores text in bench/results (see benchutil.WriteResult) and
+// prints it (to stdout: b.Log would cut it to ten lines without -v).
 func writeResult(b *testing.B, name, text string) {
 	b.Helper()
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := filepath.Join(root, "bench", "results")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	header := fmt.Sprintf("# %s: %s\n# measured %s on %s, load average at start %s\n# control plane %s, announcer built from this tree, lab of three network-namespace nodes\n\n",
-		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, loadAtStart, controlplane.KubernetesVersion)
-	fmt.Print(header + text)
-	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(header+text), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	fmt.Print(benchutil.WriteResult(b, name, "at start "+loadAtStart, "announcer built from this tree, lab of three network-namespace nodes", text))
 }
 
 // loadAtStart is the load average when the running benchmark started.
 var loadAtStart string
-
-// loadAvg is the 1, 5 and 15 minute load average.
-func loadAvg() string {
-	load, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(load))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 )
 
 // rotations is how many complete key rotations BenchmarkKeyRotation runs.
@@ -19,7 +21,7 @@ const rotations = 3
 // ~100 ms). It reports the failed requests and the who-has probes that
 // two nodes answered; both must be 0.
 func BenchmarkKeyRotation(b *testing.B) {
-	loadAtStart = loadAvg()
+	loadAtStart = benchutil.LoadAvg()
 	tb := newTestbedWithin(b, benchWithin)
 	if os.Getenv("L2BENCH_V") == "" {
 		tb.ExtraArgs = shippedArgs
@@ -85,7 +87,7 @@ func BenchmarkKeyRotation(b *testing.B) {
 // the next owner. Between trials the link comes back and the owner
 // takes its IP back.
 func BenchmarkUnservableTakeover(b *testing.B) {
-	loadAtStart = loadAvg()
+	loadAtStart = benchutil.LoadAvg()
 	tb := newTestbedWithin(b, benchWithin)
 	if os.Getenv("L2BENCH_V") == "" {
 		tb.ExtraArgs = shippedArgs
@@ -115,12 +117,12 @@ func BenchmarkUnservableTakeover(b *testing.B) {
 	}
 	b.StopTimer()
 	sorted := slices.Sorted(slices.Values(took))
-	p50, worst := percentile(sorted, 50), sorted[len(sorted)-1]
-	b.ReportMetric(ms(p50), "takeover-p50-ms")
-	b.ReportMetric(ms(worst), "takeover-max-ms")
+	p50, worst := benchutil.Percentile(sorted, 50), sorted[len(sorted)-1]
+	b.ReportMetric(benchutil.Millis(p50), "takeover-p50-ms")
+	b.ReportMetric(benchutil.Millis(worst), "takeover-max-ms")
 	var each []string
 	for _, d := range took {
-		each = append(each, fmt.Sprintf("%.0f", ms(d)))
+		each = append(each, fmt.Sprintf("%.0f", benchutil.Millis(d)))
 	}
 	sortedBack := slices.Sorted(slices.Values(back))
 	var text strings.Builder
@@ -128,9 +130,9 @@ func BenchmarkUnservableTakeover(b *testing.B) {
 		"interfaces: [data0]) goes down while its announcer stays a live member on eth0; time from the link going\n"+
 		"down to the first client request answered by the next owner, %d trials (IPv4, three nodes):\n\n", trials)
 	fmt.Fprintf(&text, "  %8s %8s %8s   %s\n", "p50", "max", "min", "all trials (ms)")
-	fmt.Fprintf(&text, "  %5.0f ms %5.0f ms %5.0f ms   %s\n", ms(p50), ms(worst), ms(sorted[0]), strings.Join(each, " "))
+	fmt.Fprintf(&text, "  %5.0f ms %5.0f ms %5.0f ms   %s\n", benchutil.Millis(p50), benchutil.Millis(worst), benchutil.Millis(sorted[0]), strings.Join(each, " "))
 	fmt.Fprintf(&text, "\n  back to the owner once the link is up (settle time %v included): p50 %.0f ms, max %.0f ms\n",
-		500*time.Millisecond, ms(percentile(sortedBack, 50)), ms(sortedBack[len(sortedBack)-1]))
+		500*time.Millisecond, benchutil.Millis(benchutil.Percentile(sortedBack, 50)), benchutil.Millis(sortedBack[len(sortedBack)-1]))
 	fmt.Fprintf(&text, "  target: within the failover time (crash p50 396 ms, bench/results/layer2-failover.txt)\n")
 	writeResult(b, "layer2-unservable-takeover", text.String())
 }
