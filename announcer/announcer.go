@@ -11,16 +11,20 @@
 //	    serve it (agreement, over the metadata of nodemeta)
 //	  → one owner per IP (owner), claimed only while this node sees a
 //	    majority of the announcers (quorum, the split-brain guard)
-//	  → an Announcer on the wire (layer2: ARP/NDP)
+//	  → the layer2 Announcer on the wire (ARP/NDP)
 //
 // BGP pools have no owner: every eligible node announces their IPs to its
 // routers (package bgp), which spread traffic over them by ECMP.
 //
 // The controller computes, for this node, the complete set of IPs it must
-// announce and hands it to every Announcer with SetAnnouncements. The
-// Announcer diffs against what it announced before, so the controller never
-// needs to know how announcing works, and a BGP Announcer can be added
-// beside layer2 without touching the controller's logic.
+// announce by each protocol, and hands each set to that protocol's
+// Announcer with SetAnnouncements; the Announcers are one map keyed by
+// config.Protocol. The Announcer diffs against what it announced before,
+// so the controller never needs to know how announcing works. What an
+// Announcer needs to know of the node beyond its IPs (the BGP speaker's
+// peers, chosen by this node's labels) it learns through NodeFollower. The
+// controller decides which IPs a protocol gets; everything after that
+// belongs to the protocol's package.
 package announcer
 
 import (
@@ -29,15 +33,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
-)
-
-// Protocol says how an IP is made reachable.
-type Protocol string
-
-// The protocols an Announcer may implement. They match config.Protocol.
-const (
-	Layer2 Protocol = "layer2"
-	BGP    Protocol = "bgp"
 )
 
 // Announcement is what an Announcer needs to know about one IP this node
@@ -69,4 +64,14 @@ type Announcer interface {
 	// is missing, a socket failed); the others are in effect, and calling
 	// again retries the failed ones.
 	SetAnnouncements(map[netip.Addr]Announcement) error
+}
+
+// NodeFollower is an Announcer whose setup depends on this node and on the
+// cloud-config in effect: the BGP speaker dials the peers whose
+// node-selectors match this node's labels. The controller calls SetNode
+// before SetAnnouncements in every pass in which it has this node's Node
+// object; an error means part of the setup failed, and the next pass
+// retries it.
+type NodeFollower interface {
+	SetNode(cloud *config.Config, nodeLabels map[string]string) error
 }

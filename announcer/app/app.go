@@ -206,9 +206,9 @@ func Run(ctx context.Context, o *Options) error {
 
 	// The BGP speaker starts its sessions only once it has peers, so a
 	// cluster without BGP runs none.
-	speaker := bgp.New(bgp.Config{Logger: logger.WithName("bgp")})
-	defer speaker.Close()
 	passwords := newPasswordSource(client, o.Namespace)
+	speaker := bgp.New(bgp.Config{Logger: logger.WithName("bgp"), Passwords: passwords.Password})
+	defer speaker.Close()
 
 	// With sticky owners the layer2 announcer publishes its claims.
 	claiming := &claimingLayer2{Announcer: l2}
@@ -222,14 +222,15 @@ func Run(ctx context.Context, o *Options) error {
 		nodeIP = netip.MustParseAddr(o.NodeIP).Unmap()
 	}
 	ctrl := controller.New(controller.Config{
-		NodeName:  o.NodeName,
-		NodeIP:    nodeIP,
-		Cloud:     cloud,
-		Client:    client,
-		Layer2:    layer2Announcer,
-		BGP:       speaker,
-		Passwords: passwords.Password,
-		Recorder:  recorder,
+		NodeName: o.NodeName,
+		NodeIP:   nodeIP,
+		Cloud:    cloud,
+		Client:   client,
+		Announcers: map[config.Protocol]announcer.Announcer{
+			config.Layer2: layer2Announcer,
+			config.BGP:    speaker,
+		},
+		Recorder: recorder,
 		DefaultInterface: func() (string, error) {
 			return layer2.InterfaceWithAddr(nodeIP)
 		},

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -105,14 +104,5 @@ func routerID(ctrl *controller.Controller, nodeIP netip.Addr) netip.Addr {
 	if nodeIP.Is4() {
 		return nodeIP
 	}
-	n, err := ctrl.Node()
-	if err != nil {
-		return netip.Addr{}
-	}
-	for _, a := range n.Status.Addresses {
-		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && ip.Unmap().Is4() {
-			return ip.Unmap()
-		}
-	}
-	return netip.Addr{}
+	return ctrl.NodeIPv4()
 }

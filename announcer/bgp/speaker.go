@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +59,9 @@ type Config struct {
 	BFD bfd.ManagerConfig
 	// BFDAnswerWait is DefaultBFDAnswerWait when zero.
 	BFDAnswerWait time.Duration
+	// Passwords reads the password-secret of peers (peers.go). Nil makes
+	// every peer with a password-secret fail to resolve.
+	Passwords func(config.SecretKeyRef) (string, error)
 }
 
 // globalConf is what GoBGP can only change by restarting: the server's AS
@@ -123,6 +124,11 @@ type Speaker struct {
 
 	stMu   sync.Mutex
 	status map[string]*peerStatus
+
+	// pwErrors are the peers' password problems last logged, so that each
+	// is logged when it appears and not on every pass (peers.go).
+	pwMu     sync.Mutex
+	pwErrors map[string]string
 }
 
 // New returns a Speaker with no peers. Close it when done.
@@ -144,6 +150,7 @@ func New(cfg Config) *Speaker {
 		peers: map[string]peerConf{}, want: routeSet{}, have: routeSet{},
 		bfdPeers: map[string]bfd.PeerConfig{},
 		status:   map[string]*peerStatus{},
+		pwErrors: map[string]string{},
 	}
 	speakers.add(s)
 	return s
@@ -478,18 +485,6 @@ func (s *Speaker) Close() {
 		s.cancel()
 	}
 	speakers.remove(s)
-}
-
-// Peers returns the addresses of the configured peers, sorted.
-func (s *Speaker) Peers() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for k := range s.peers {
-		out = append(out, k)
-	}
-	slices.SortFunc(out, strings.Compare)
-	return out
 }
 
 // SetDefaultRouterID sets Config.RouterID, which the node may only know

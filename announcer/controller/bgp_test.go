@@ -1,15 +1,11 @@
 package controller
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/klog/v2/ktesting"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/eligibility"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
@@ -149,51 +145,6 @@ func TestDecideBGP(t *testing.T) {
 				slices.Sort(got)
 				if !slices.Equal(got, want) {
 					t.Errorf("%s announces %v, want %v", self, got, want)
-				}
-			}
-		})
-	}
-}
-
-// TestPeersFor checks peer selection by node-selectors and passwords from
-// Secrets.
-func TestPeersFor(t *testing.T) {
-	cloud := bgpCloud(t)
-	secret := func(pw string, err error) func(config.SecretKeyRef) (string, error) {
-		return func(ref config.SecretKeyRef) (string, error) {
-			if ref.Name != "bgp-password" || ref.Key != config.DefaultPasswordKey {
-				return "", fmt.Errorf("unexpected ref %+v", ref)
-			}
-			return pw, err
-		}
-	}
-	tests := []struct {
-		name      string
-		labels    map[string]string
-		passwords func(config.SecretKeyRef) (string, error)
-		want      []string // address=password
-	}{
-		{"no labels: only the peer without selectors", nil, nil, []string{"203.0.113.1="}},
-		{"rack a: password from the Secret", map[string]string{"rack": "a"}, secret("s3cret", nil), []string{"203.0.113.1=", "203.0.113.2=s3cret"}},
-		{"rack a, Secret unreadable: that peer is left out", map[string]string{"rack": "a"}, secret("", errors.New("Secret baremetal-system/bgp-password does not exist")), []string{"203.0.113.1="}},
-		{"rack a, no Secret source: that peer is left out", map[string]string{"rack": "a"}, nil, []string{"203.0.113.1="}},
-		{"rack b: match-expressions, literal password", map[string]string{"rack": "b"}, nil, []string{"203.0.113.1=", "2001:db8:1::1=literal"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := New(Config{Cloud: cloud, Passwords: tt.passwords, Client: fake.NewClientset()})
-			logger, _ := ktesting.NewTestContext(t)
-			var got []string
-			for _, p := range c.peersFor(logger, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: tt.labels}}) {
-				got = append(got, p.Address.String()+"="+p.Password)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("peers %v, want %v", got, tt.want)
-			}
-			// The configuration itself is not changed.
-			for _, p := range cloud.Peers {
-				if p.PasswordSecret != nil && p.Password != "" {
-					t.Errorf("peersFor wrote the password into the config")
 				}
 			}
 		})

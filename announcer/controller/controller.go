@@ -2,10 +2,8 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -74,15 +72,11 @@ type Config struct {
 	Cloud *config.Config
 	// Client reads Services, EndpointSlices and Nodes.
 	Client kubernetes.Interface
-	// Layer2 announces the IPs of layer2 pools that this node owns.
-	Layer2 announcer.Announcer
-	// BGP announces the IPs of bgp pools this node is eligible for, to
-	// the peers whose node-selectors match this node. Nil leaves bgp
-	// pools unannounced.
-	BGP BGPSpeaker
-	// Passwords resolves the password-secret of peers. Nil makes every
-	// peer with a password-secret fail to resolve.
-	Passwords func(config.SecretKeyRef) (string, error)
+	// Announcers put this node's announcements on the wire, one per
+	// protocol: config.Layer2's gets the IPs of layer2 pools that this
+	// node owns, config.BGP's those of bgp pools this node is eligible
+	// for. A protocol without one leaves its pools unannounced.
+	Announcers map[config.Protocol]announcer.Announcer
 	// Recorder records events on Services.
 	Recorder record.EventRecorder
 	// DefaultInterface returns the interface that holds the node's IP; it
@@ -113,13 +107,6 @@ type Config struct {
 // everything selects every object of a lister.
 var everything = labels.Everything()
 
-// BGPSpeaker is the BGP announcer (package bgp).
-type BGPSpeaker interface {
-	announcer.Announcer
-	// SetPeers sets the peers this node talks to, passwords resolved.
-	SetPeers([]config.Peer) error
-}
-
 // Controller computes and applies this node's announcements.
 type Controller struct {
 	cfg     Config
@@ -147,13 +134,12 @@ type Controller struct {
 	defaultInterface string
 	announced        map[netip.Addr]announcer.Announcement
 	owners           map[netip.Addr]string
-	bgpAnnounced     int
-	live             map[string]bool // members at the last pass
-	// peerErrors are the peers' password problems last logged, so that
-	// each is logged when it appears and not on every pass.
-	peerErrors map[string]string
-	coverage   *coverage.Coverage
-	guard      *guard
+	// counts are how many IPs each announcer announced after the last
+	// pass.
+	counts   map[config.Protocol]int
+	live     map[string]bool // members at the last pass
+	coverage *coverage.Coverage
+	guard    *guard
 	// wakeAt is when a pool settles and a pass is due, or zero.
 	wakeAt time.Time
 	// status writes the announcement condition; nil without
@@ -171,14 +157,14 @@ func New(cfg Config) *Controller {
 		cfg.ResyncPeriod = DefaultResyncPeriod
 	}
 	c := &Controller{
-		cfg:        cfg,
-		factory:    informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(strip)),
-		trigger:    make(chan struct{}, 1),
-		announced:  map[netip.Addr]announcer.Announcement{},
-		owners:     map[netip.Addr]string{},
-		peerErrors: map[string]string{},
-		coverage:   coverage.New(),
-		guard:      newGuard(),
+		cfg:       cfg,
+		factory:   informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(strip)),
+		trigger:   make(chan struct{}, 1),
+		announced: map[netip.Addr]announcer.Announcement{},
+		owners:    map[netip.Addr]string{},
+		counts:    map[config.Protocol]int{},
+		coverage:  coverage.New(),
+		guard:     newGuard(),
 	}
 	c.cloud.Store(cfg.Cloud)
 	handler := cache.ResourceEventHandlerFuncs{
@@ -277,45 +263,6 @@ func (c *Controller) Shutdown() {
 	for _, f := range c.factories {
 		f.Shutdown()
 	}
-}
-
-// Node returns this node's Node object from the cache.
-func (c *Controller) Node() (*corev1.Node, error) {
-	return c.nodes.Get(c.cfg.NodeName)
-}
-
-// NodeIP returns the first InternalIP of n, or an invalid address.
-func NodeIP(n *corev1.Node) netip.Addr {
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				return ip.Unmap()
-			}
-		}
-	}
-	return netip.Addr{}
-}
-
-// PeerIPs returns one InternalIP of every other node, of the same family
-// as self (memberlist speaks one family), sorted.
-func (c *Controller) PeerIPs(self netip.Addr) []netip.Addr {
-	nodes, _ := c.nodes.List(labels.Everything())
-	var out []netip.Addr
-	for _, n := range nodes {
-		if n.Name == c.cfg.NodeName {
-			continue
-		}
-		for _, a := range n.Status.Addresses {
-			ip, err := netip.ParseAddr(a.Address)
-			if a.Type != corev1.NodeInternalIP || err != nil || ip.Unmap().Is4() != self.Is4() {
-				continue
-			}
-			out = append(out, ip.Unmap())
-			break
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
 }
 
 // SetCloud puts a new version of the cloud-config in effect from the next
@@ -435,27 +382,12 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		rebalance:        g.rebalance,
 	}
 	decisions, mine := decide(snap)
-
-	err := c.cfg.Layer2.SetAnnouncements(mine)
-	if err != nil {
-		logger.Error(err, "Some announcements could not be set up; retrying on the next pass")
-		reconciles.WithLabelValues("error").Inc()
-	} else {
-		reconciles.WithLabelValues("ok").Inc()
+	want := map[config.Protocol]map[netip.Addr]announcer.Announcement{config.Layer2: mine}
+	if c.cfg.Announcers[config.BGP] != nil {
+		want[config.BGP] = decideBGP(snap)
 	}
-	announcedIPs.WithLabelValues(string(announcer.Layer2)).Set(float64(len(mine)))
-	// A node that joined may have announced some of this node's IPs while
-	// it was cut off or starting up, and clients that followed it stay
-	// with it until this node announces again.
-	if r, ok := c.cfg.Layer2.(reannouncer); ok && c.live != nil && joined(c.live, live) && len(mine) > 0 {
-		logger.V(2).Info("A node joined; announcing again", "ips", len(mine))
-		r.Reannounce()
-	}
+	c.announce(logger, snap.cloud, want, live)
 	c.live = live
-
-	if c.cfg.BGP != nil {
-		c.reconcileBGP(logger, snap)
-	}
 
 	c.recordChanges(logger, decisions, mine)
 	if c.status != nil {
@@ -475,70 +407,54 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 	c.owners = owners
 }
 
-// reconcileBGP gives the BGP speaker this node's peers and announcements.
-func (c *Controller) reconcileBGP(logger klog.Logger, snap snapshot) {
-	// Without its Node object the node is not eligible for anything, and
-	// its peers cannot be selected: keep the sessions, announce nothing.
-	if self, err := c.Node(); err == nil {
-		if err := c.cfg.BGP.SetPeers(c.peersFor(logger, self)); err != nil {
-			logger.Error(err, "Some BGP peers could not be set up; retrying on the next pass")
-		}
-	}
-	mine := decideBGP(snap)
-	if err := c.cfg.BGP.SetAnnouncements(mine); err != nil {
-		logger.Error(err, "Some BGP routes could not be set up; retrying on the next pass")
-		reconciles.WithLabelValues("error").Inc()
-	}
-	if len(mine) != c.bgpAnnounced {
-		logger.V(2).Info("BGP announcements", "ips", len(mine), "before", c.bgpAnnounced)
-	}
-	c.bgpAnnounced = len(mine)
-	announcedIPs.WithLabelValues(string(announcer.BGP)).Set(float64(len(mine)))
-}
+// protocols are the protocols in the order a pass hands them to their
+// announcers.
+var protocols = []config.Protocol{config.Layer2, config.BGP}
 
-// peersFor returns the configured peers whose node-selectors match node,
-// with passwords taken from their Secrets. A peer whose password cannot
-// be read is left out, and the problem logged when it first appears:
-// dialling it without its password would only fail.
-func (c *Controller) peersFor(logger klog.Logger, node *corev1.Node) []config.Peer {
-	var out []config.Peer
-	seen := map[string]bool{}
-	for i, p := range c.cloud.Load().Peers {
-		if !eligibility.MatchesAny(p.NodeSelector, node.Labels) {
+// announce hands every announcer its protocol's share of this node's
+// announcements, want. How an announcer puts them on the wire, and what
+// else it needs to know of this node (the BGP speaker picks its peers by
+// this node's labels), is its own business: package announcer is the seam.
+func (c *Controller) announce(logger klog.Logger, cloud *config.Config, want map[config.Protocol]map[netip.Addr]announcer.Announcement, live map[string]bool) {
+	for _, proto := range protocols {
+		a := c.cfg.Announcers[proto]
+		if a == nil {
 			continue
 		}
-		if ref := p.PasswordSecret; ref != nil {
-			key := fmt.Sprintf("peers[%d]", i)
-			seen[key] = true
-			pw, err := c.password(*ref)
-			if err != nil {
-				if msg := err.Error(); c.peerErrors[key] != msg {
-					logger.Error(err, "Cannot read the BGP password; not peering until it can be read", "peer", p.Address, "config", key+".password-secret")
-					c.peerErrors[key] = msg
+		if f, ok := a.(announcer.NodeFollower); ok {
+			// Without its Node object the node is not eligible for
+			// anything, and its peers cannot be selected: keep what the
+			// announcer has, and announce nothing.
+			if self, err := c.Node(); err == nil {
+				if err := f.SetNode(cloud, self.Labels); err != nil {
+					logger.Error(err, "The announcer could not be set up for this node in full; retrying on the next pass", "protocol", proto)
 				}
-				continue
 			}
-			if c.peerErrors[key] != "" {
-				logger.Info("BGP password readable again", "peer", p.Address, "config", key+".password-secret")
-			}
-			delete(c.peerErrors, key)
-			p.Password = pw
 		}
-		out = append(out, p)
-	}
-	for key := range c.peerErrors {
-		if !seen[key] {
-			delete(c.peerErrors, key)
+		mine := want[proto]
+		err := a.SetAnnouncements(mine)
+		if err != nil {
+			logger.Error(err, "Some announcements could not be set up; retrying on the next pass", "protocol", proto)
+			reconciles.WithLabelValues("error").Inc()
+		}
+		// Every pass makes layer2 announcements: the pass is ok when they
+		// were all set up. Another announcer's failure only adds an error.
+		if proto == config.Layer2 && err == nil {
+			reconciles.WithLabelValues("ok").Inc()
+		}
+		announcedIPs.WithLabelValues(string(proto)).Set(float64(len(mine)))
+		if before := c.counts[proto]; len(mine) != before {
+			logger.V(2).Info("Announcements", "protocol", proto, "ips", len(mine), "before", before)
+		}
+		c.counts[proto] = len(mine)
+		// A node that joined may have announced some of this node's IPs
+		// while it was cut off or starting up, and clients that followed
+		// it stay with it until this node announces again.
+		if r, ok := a.(reannouncer); ok && c.live != nil && joined(c.live, live) && len(mine) > 0 {
+			logger.V(2).Info("A node joined; announcing again", "protocol", proto, "ips", len(mine))
+			r.Reannounce()
 		}
 	}
-	return out
-}
-
-func (c *Controller) password(ref config.SecretKeyRef) (string, error) {
-	if c.cfg.Passwords == nil {
-		return "", errors.New("no Secret source configured")
-	}
-	return c.cfg.Passwords(ref)
 }
 
 // joined says whether now has a member that before has not.
@@ -549,18 +465,6 @@ func joined(before, now map[string]bool) bool {
 		}
 	}
 	return false
-}
-
-// selfIP is the node's IP from its Node object, if known.
-func (c *Controller) selfIP() netip.Addr {
-	if c.cfg.NodeIP.IsValid() {
-		return c.cfg.NodeIP
-	}
-	n, err := c.Node()
-	if err != nil {
-		return netip.Addr{}
-	}
-	return NodeIP(n)
 }
 
 // endpointNodes returns the nodes with a ready endpoint of svc.
@@ -618,21 +522,4 @@ func (c *Controller) recordChanges(logger klog.Logger, decisions map[netip.Addr]
 			logger.Info("Withdrawn: another node announces the IP", "ip", ip, "owner", d.owner)
 		}
 	}
-}
-
-// errNoNodeIP is returned when neither the flag nor the Node object gives
-// the node's IP.
-var errNoNodeIP = errors.New("the Node object has no InternalIP")
-
-// LookupNodeIP returns this node's InternalIP from the cache.
-func (c *Controller) LookupNodeIP() (netip.Addr, error) {
-	n, err := c.Node()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("node %s: %w", c.cfg.NodeName, err)
-	}
-	ip := NodeIP(n)
-	if !ip.IsValid() {
-		return ip, fmt.Errorf("node %s: %w", c.cfg.NodeName, errNoNodeIP)
-	}
-	return ip, nil
 }

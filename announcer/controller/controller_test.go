@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // fakeMembers is a member set the test controls.
@@ -53,6 +54,11 @@ func (f *fakeMembers) set(names ...string) {
 	case f.changes <- struct{}{}:
 	default:
 	}
+}
+
+// layer2Only is Config.Announcers with a only, for layer2.
+func layer2Only(a announcer.Announcer) map[config.Protocol]announcer.Announcer {
+	return map[config.Protocol]announcer.Announcer{config.Layer2: a}
 }
 
 // fakeAnnouncer remembers the last announcements, every IP any pass
@@ -151,7 +157,7 @@ func run(t *testing.T, self string, members *fakeMembers, objs ...any) *harness 
 		NodeName:         self,
 		Cloud:            testCloud(t),
 		Client:           h.client,
-		Layer2:           h.layer2,
+		Announcers:       layer2Only(h.layer2),
 		Recorder:         h.recorder,
 		DefaultInterface: func() (string, error) { return "eth0", nil },
 	})

@@ -183,7 +183,7 @@ func runGuarded(t *testing.T, self string, members *viewMembers, objs ...runtime
 	l2 := &fakeAnnouncer{}
 	rec := record.NewFakeRecorder(100)
 	c := New(Config{
-		NodeName: self, Cloud: testCloud(t), Client: client, Layer2: l2, Recorder: rec,
+		NodeName: self, Cloud: testCloud(t), Client: client, Announcers: layer2Only(l2), Recorder: rec,
 		DefaultInterface:  func() (string, error) { return "eth0", nil },
 		Namespace:         "baremetal-system",
 		AnnouncerSelector: "app=announcer",

@@ -42,7 +42,7 @@ func TestOwnerAnnouncesAgainWhenANodeJoins(t *testing.T) {
 		objs = append(objs, obj.(runtimeObject))
 	}
 	c := New(Config{
-		NodeName: o, Cloud: testCloud(t), Client: fake.NewClientset(toRuntime(objs)...), Layer2: l2,
+		NodeName: o, Cloud: testCloud(t), Client: fake.NewClientset(toRuntime(objs)...), Announcers: layer2Only(l2),
 		Recorder: record.NewFakeRecorder(100), DefaultInterface: func() (string, error) { return "eth0", nil },
 		ResyncPeriod: 20 * time.Millisecond, // passes without any change
 	})

@@ -166,7 +166,7 @@ func TestStatusFollowsTheOwner(t *testing.T) {
 	for _, name := range all {
 		m := newFakeMembers(all...)
 		members[name] = m
-		c := New(Config{NodeName: name, Cloud: testCloud(t), Client: client, Layer2: &fakeAnnouncer{},
+		c := New(Config{NodeName: name, Cloud: testCloud(t), Client: client, Announcers: layer2Only(&fakeAnnouncer{}),
 			Recorder: record.NewFakeRecorder(100), DefaultInterface: func() (string, error) { return "eth0", nil },
 			WriteStatus: true, ResyncPeriod: 50 * time.Millisecond})
 		if err := c.Start(ctx); err != nil {
@@ -272,7 +272,7 @@ func TestStatusWriteVolume(t *testing.T) {
 	for _, name := range all {
 		m := newFakeMembers(all...)
 		members[name] = m
-		c := New(Config{NodeName: name, Cloud: cloud, Client: client, Layer2: &fakeAnnouncer{},
+		c := New(Config{NodeName: name, Cloud: cloud, Client: client, Announcers: layer2Only(&fakeAnnouncer{}),
 			Recorder: record.NewFakeRecorder(10000), DefaultInterface: func() (string, error) { return "eth0", nil },
 			WriteStatus: true, ResyncPeriod: 100 * time.Millisecond})
 		if err := c.Start(ctx); err != nil {
