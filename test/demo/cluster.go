@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config/testdata"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
@@ -374,7 +375,7 @@ func (d *demo) startAnnouncers(ctx context.Context) error {
 }
 
 func (d *demo) applyService(ctx context.Context) error {
-	ip, err := d.applyLBService(ctx, "tutorial-2.yaml", "nginx", nginxService)
+	ip, err := d.applyLBService(ctx, "tutorial-2.yaml", "nginx", testdata.WalkthroughService)
 	if err != nil {
 		return err
 	}

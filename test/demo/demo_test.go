@@ -3,9 +3,11 @@ package demo
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -13,8 +15,11 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config/testdata"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
@@ -272,5 +277,28 @@ func TestCloudConfig(t *testing.T) {
 				t.Errorf("ConfigMap %s/%s carries %q, want %q", cm.Metadata.Namespace, cm.Metadata.Name, cm.Data["cloud-config.yaml"], text)
 			}
 		})
+	}
+}
+
+// TestServices checks the Services the demo applies: the walkthrough's
+// nginx as it is, and its copy for the bgp pool, which only changes the
+// name and adds MetalLB's pool annotation.
+func TestServices(t *testing.T) {
+	var nginx, bgp corev1.Service
+	if err := sigsyaml.UnmarshalStrict([]byte(testdata.WalkthroughService), &nginx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sigsyaml.UnmarshalStrict([]byte(nginxBGPService), &bgp); err != nil {
+		t.Fatalf("%v\n%s", err, nginxBGPService)
+	}
+	if nginx.Name != "nginx" || nginx.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		t.Errorf("walkthrough Service %s of type %s, want nginx of type LoadBalancer", nginx.Name, nginx.Spec.Type)
+	}
+	if bgp.Name != "nginx-bgp" || !maps.Equal(bgp.Annotations, map[string]string{"metallb.universe.tf/address-pool": bgpPoolName}) {
+		t.Errorf("bgp Service %s with annotations %v, want nginx-bgp asking for pool %s", bgp.Name, bgp.Annotations, bgpPoolName)
+	}
+	bgp.Name, bgp.Annotations = nginx.Name, nil
+	if !reflect.DeepEqual(bgp, nginx) {
+		t.Errorf("the bgp Service differs from the walkthrough's beyond its name and annotation:\n%+v\n%+v", bgp, nginx)
 	}
 }

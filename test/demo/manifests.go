@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config/testdata"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
@@ -67,38 +68,7 @@ data:
 	return b.String()
 }
 
-// nginxService is the walkthrough's Service, exactly as it writes it
-// (tutorial-2.yaml without the Deployment: there are no kubelets here).
-const nginxService = `apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-spec:
-  ports:
-  - name: http
-    port: 80
-    protocol: TCP
-    targetPort: 80
-  selector:
-    app: nginx
-  type: LoadBalancer
-`
-
-// nginxBGPService is the same Service asking for the bgp pool with
-// MetalLB's annotation.
-var nginxBGPService = `apiVersion: v1
-kind: Service
-metadata:
-  name: nginx-bgp
-  annotations:
-    metallb.universe.tf/address-pool: ` + bgpPoolName + `
-spec:
-  ports:
-  - name: http
-    port: 80
-    protocol: TCP
-    targetPort: 80
-  selector:
-    app: nginx
-  type: LoadBalancer
-`
+// nginxBGPService is the walkthrough's Service (testdata.WalkthroughService)
+// renamed nginx-bgp and asking for the bgp pool with MetalLB's annotation.
+var nginxBGPService = strings.Replace(testdata.WalkthroughService, "\n  name: nginx\n",
+	"\n  name: nginx-bgp\n  annotations:\n    metallb.universe.tf/address-pool: "+bgpPoolName+"\n", 1)
