@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/nodemeta"
@@ -19,82 +20,50 @@ func pools(t *testing.T, yaml string) []config.Pool {
 	return c.Pools
 }
 
-func TestFingerprint(t *testing.T) {
-	base := pools(t, `address-pools:
-- name: lan
-  protocol: layer2
-  addresses: [203.0.113.200-203.0.113.210]
-  node-selectors:
-  - match-labels: {rack: a}
-  - match-labels: {rack: b}
-`)[0]
-	same := []string{
-		// Interfaces and allocation settings do not decide candidates.
-		`address-pools:
-- name: lan
-  protocol: layer2
-  interfaces: [eth1]
-  auto-assign: false
-  avoid-buggy-ips: true
-  namespaces: [x]
-  addresses: [203.0.113.200-203.0.113.210]
-  node-selectors:
-  - match-labels: {rack: b}
-  - match-labels: {rack: a}
-`,
-		// The same addresses written differently.
-		`address-pools:
-- name: lan
-  protocol: layer2
-  addresses: [203.0.113.200-203.0.113.203, 203.0.113.204/30, 203.0.113.208-203.0.113.210]
-  node-selectors:
-  - match-labels: {rack: a}
-  - match-labels: {rack: b}
-`,
+// poolYAML is a cloud-config with one pool of TestFingerprint's shape:
+// extra lines go between the protocol and the addresses, and each rack
+// gives a node-selector.
+func poolYAML(name, protocol, addresses string, extra []string, racks ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "address-pools:\n- name: %s\n  protocol: %s\n", name, protocol)
+	for _, l := range extra {
+		b.WriteString("  " + l + "\n")
 	}
-	differ := []string{
-		`address-pools:
-- name: lan2
-  protocol: layer2
-  addresses: [203.0.113.200-203.0.113.210]
-  node-selectors:
-  - match-labels: {rack: a}
-  - match-labels: {rack: b}
-`,
-		`address-pools:
-- name: lan
-  protocol: layer2
-  addresses: [203.0.113.200-203.0.113.211]
-  node-selectors:
-  - match-labels: {rack: a}
-  - match-labels: {rack: b}
-`,
-		`address-pools:
-- name: lan
-  protocol: layer2
-  addresses: [203.0.113.200-203.0.113.210]
-  node-selectors:
-  - match-labels: {rack: a}
-`,
-		`address-pools:
-- name: lan
-  protocol: bgp
-  addresses: [203.0.113.200-203.0.113.210]
-  node-selectors:
-  - match-labels: {rack: a}
-  - match-labels: {rack: b}
-`,
+	fmt.Fprintf(&b, "  addresses: [%s]\n  node-selectors:\n", addresses)
+	for _, r := range racks {
+		fmt.Fprintf(&b, "  - match-labels: {rack: %s}\n", r)
+	}
+	return b.String()
+}
+
+func TestFingerprint(t *testing.T) {
+	const addrs = "203.0.113.200-203.0.113.210"
+	base := pools(t, poolYAML("lan", "layer2", addrs, nil, "a", "b"))[0]
+	tests := []struct {
+		name string
+		yaml string
+		same bool
+	}{
+		{name: "interfaces and allocation settings do not decide candidates", same: true, yaml: poolYAML("lan", "layer2", addrs,
+			[]string{"interfaces: [eth1]", "auto-assign: false", "avoid-buggy-ips: true", "namespaces: [x]"}, "b", "a")},
+		{name: "the same addresses written differently", same: true, yaml: poolYAML("lan", "layer2",
+			"203.0.113.200-203.0.113.203, 203.0.113.204/30, 203.0.113.208-203.0.113.210", nil, "a", "b")},
+		{name: "another name", yaml: poolYAML("lan2", "layer2", addrs, nil, "a", "b")},
+		{name: "one more address", yaml: poolYAML("lan", "layer2", "203.0.113.200-203.0.113.211", nil, "a", "b")},
+		{name: "one node-selector fewer", yaml: poolYAML("lan", "layer2", addrs, nil, "a")},
+		{name: "another protocol", yaml: poolYAML("lan", "bgp", addrs, nil, "a", "b")},
 	}
 	want := Fingerprint(&base)
-	for i, y := range same {
-		if got := Fingerprint(&pools(t, y)[0]); got != want {
-			t.Errorf("same[%d]: fingerprint %08x, want %08x", i, got, want)
-		}
-	}
-	for i, y := range differ {
-		if got := Fingerprint(&pools(t, y)[0]); got == want {
-			t.Errorf("differ[%d]: same fingerprint %08x", i, got)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Fingerprint(&pools(t, tt.yaml)[0])
+			if tt.same && got != want {
+				t.Errorf("fingerprint %08x, want the base's %08x", got, want)
+			}
+			if !tt.same && got == want {
+				t.Errorf("same fingerprint %08x as the base", got)
+			}
+		})
 	}
 }
 
