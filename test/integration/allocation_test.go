@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -146,12 +147,12 @@ func TestAllocationRules(t *testing.T) {
 				e.create(tt.ns, lbService(name, tt.opts...))
 				if len(tt.wantEvent) > 0 {
 					e.waitEvent(tt.ns, name, "Warning", "SyncLoadBalancerFailed", tt.wantEvent...)
-					if ips := ingressIPs(e.get(tt.ns, name)); len(ips) > 0 {
+					if ips := apitest.IngressIPs(e.get(tt.ns, name)); len(ips) > 0 {
 						t.Errorf("status has %v despite the failure", ips)
 					}
 					return
 				}
-				ips := ingressIPs(e.waitIPs(tt.ns, name, len(tt.want)))
+				ips := apitest.IngressIPs(e.waitIPs(tt.ns, name, len(tt.want)))
 				if len(ips) != len(tt.want) {
 					t.Fatalf("got %v, want addresses in %v", ips, tt.want)
 				}
@@ -169,19 +170,19 @@ func TestAllocationRules(t *testing.T) {
 		ns := otherNS
 		http := e.waitIPs(ns, e.create(ns, lbService("web-http", ports(80),
 			annotations("metallb.universe.tf/allow-shared-ip", "web"))).Name, 1)
-		shared := ingressIPs(http)[0]
+		shared := apitest.IngressIPs(http)[0]
 
 		// Same key, no common port: same address, under either prefix.
 		https := e.waitIPs(ns, e.create(ns, lbService("web-https", ports(443),
 			annotations("metallb.io/allow-shared-ip", "web"))).Name, 1)
-		if got := ingressIPs(https)[0]; got != shared {
+		if got := apitest.IngressIPs(https)[0]; got != shared {
 			t.Errorf("web-https got %s, want the shared %s", got, shared)
 		}
 
 		// Same key but port 80 again: a collision, so a different address.
 		again := e.waitIPs(ns, e.create(ns, lbService("web-http-2", ports(80),
 			annotations("metallb.universe.tf/allow-shared-ip", "web"))).Name, 1)
-		if got := ingressIPs(again)[0]; got == shared {
+		if got := apitest.IngressIPs(again)[0]; got == shared {
 			t.Errorf("web-http-2 got the shared %s although port 80 collides", got)
 		}
 
@@ -199,7 +200,7 @@ func TestAllocationRules(t *testing.T) {
 		w := newIPWatch(t, e.ctx, e.cs, ns)
 		pool := annotations("metallb.universe.tf/address-pool", "tiny")
 		first := e.waitIPs(ns, e.create(ns, lbService("tiny-1", pool)).Name, 1)
-		if got := ingressIPs(first); len(got) != 1 || got[0] != tinyIP {
+		if got := apitest.IngressIPs(first); len(got) != 1 || got[0] != tinyIP {
 			t.Fatalf("tiny-1 got %v, want [%s]", got, tinyIP)
 		}
 		e.create(ns, lbService("tiny-2", pool))
@@ -216,7 +217,7 @@ func TestAllocationRules(t *testing.T) {
 		}
 		at, _ := w.seen("tiny-2")
 		got := e.get(ns, "tiny-2")
-		if ips := ingressIPs(got); len(ips) != 1 || ips[0] != tinyIP {
+		if ips := apitest.IngressIPs(got); len(ips) != 1 || ips[0] != tinyIP {
 			t.Errorf("tiny-2 got %v, want the freed %s", ips, tinyIP)
 		}
 		_, nudged := got.Annotations["cloud-provider-baremetal.io/allocation-retry"]

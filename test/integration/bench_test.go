@@ -4,20 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
 
 // The benchmarks time what a user waits for, against the real binary and
@@ -55,7 +53,7 @@ func benchSetup(b *testing.B) (*env, *ipWatch) {
 	// Upstream's flags need minutes for 1,000 Services.
 	e := newEnvWithin(b, benchTimeout)
 	for i := range 3 {
-		readyNode(e, fmt.Sprintf("bench-%s-node-%d", randHex(3), i))
+		readyNode(e, fmt.Sprintf("bench-%s-node-%d", apitest.RandHex(3), i))
 	}
 	return e, newIPWatch(b, e.ctx, e.cs, e.ns)
 }
@@ -94,63 +92,25 @@ func (w *ipWatch) lastSeen(names []string) time.Time {
 	return last
 }
 
-// readyNode registers a Node that reports Ready, like a running kubelet.
+// readyNode registers a Node that reports Ready, like a running kubelet;
+// cleanup deletes it.
 func readyNode(e *env, name string) {
 	e.t.Helper()
-	n, err := e.cs.CoreV1().Nodes().Create(e.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	n, err := apitest.ReadyNode(e.ctx, e.cs, name)
+	if n != nil {
+		e.trackNode(name)
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.trackNode(name)
-	n.Status.Conditions = []corev1.NodeCondition{{
-		Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady",
-	}}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "203.0.113.10"}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(e.ctx, n, metav1.UpdateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
 }
 
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// writeResult stores text as bench/results/name.txt with a header saying
-// when, where and under which load it was measured, and logs it.
+// writeResult logs text and stores it in bench/results (see
+// benchutil.WriteResult).
 func writeResult(b *testing.B, name, text string) {
 	b.Helper()
 	b.Log("\n" + text)
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := filepath.Join(root, "bench", "results")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	load, _ := os.ReadFile("/proc/loadavg")
-	header := fmt.Sprintf("# %s: %s\n# measured %s on %s, load average at start %s# control plane %s, CCM %s\n\n",
-		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, loadAtStart(load), controlplane.KubernetesVersion, "bin/baremetal-cloud-controller-manager")
-	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(header+text), 0o644); err != nil {
-		b.Fatal(err)
-	}
-}
-
-func loadAtStart(loadavg []byte) string {
-	f := strings.Fields(string(loadavg))
-	if len(f) < 3 {
-		return "unknown\n"
-	}
-	return strings.Join(f[:3], " ") + "\n"
+	benchutil.WriteResult(b, name, "at start "+benchutil.LoadAvg(), "CCM bin/baremetal-cloud-controller-manager", text)
 }
 
 // BenchmarkCreateToIP creates 200 Services one after another and measures,
@@ -184,14 +144,14 @@ func BenchmarkCreateToIP(b *testing.B) {
 	}
 	b.StopTimer()
 	slices.Sort(lat)
-	p50, p99 := percentile(lat, 50), percentile(lat, 99)
-	b.ReportMetric(ms(p50), "p50-ms")
-	b.ReportMetric(ms(p99), "p99-ms")
+	p50, p99 := benchutil.Percentile(lat, 50), benchutil.Percentile(lat, 99)
+	b.ReportMetric(benchutil.Millis(p50), "p50-ms")
+	b.ReportMetric(benchutil.Millis(p99), "p99-ms")
 	writeResult(b, "create-to-ip", fmt.Sprintf(
 		"create -> IP over %d sequential creates (after %d warm-up), shipped defaults:\n"+
 			"  p50 %.1f ms, p99 %.1f ms, min %.1f ms, max %.1f ms (%d seen before Create returned, counted as 0)\n"+
 			"  MetalLB v0.16.1: p50 %.0f ms, p99 %.0f ms\n",
-		n, warmup, ms(p50), ms(p99), ms(lat[0]), ms(lat[len(lat)-1]), early, ms(metallbP50), ms(metallbP99)))
+		n, warmup, benchutil.Millis(p50), benchutil.Millis(p99), benchutil.Millis(lat[0]), benchutil.Millis(lat[len(lat)-1]), early, benchutil.Millis(metallbP50), benchutil.Millis(metallbP99)))
 }
 
 // flagSet is one choice of the CCM's throughput flags.

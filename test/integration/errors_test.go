@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config/testdata"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -88,7 +90,7 @@ func TestBadCloudConfigStopsTheCCM(t *testing.T) {
 // nothing happened.
 func TestBadAnnotationIsReportedOnItsService(t *testing.T) {
 	e := newEnv(t)
-	ccm.Start(t, cp, ccm.Options{CloudConfig: walkthroughPool})
+	ccm.Start(t, cp, ccm.Options{CloudConfig: testdata.WalkthroughConfig})
 
 	e.create(e.ns, lbService("good-before"))
 	tests := []struct {
@@ -126,13 +128,13 @@ func TestBadAnnotationIsReportedOnItsService(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := e.sub(t)
 			e.waitEvent(e.ns, tt.name, "Warning", "SyncLoadBalancerFailed", tt.want...)
-			if ips := ingressIPs(e.get(e.ns, tt.name)); len(ips) > 0 {
+			if ips := apitest.IngressIPs(e.get(e.ns, tt.name)); len(ips) > 0 {
 				t.Errorf("got %v despite the bad annotation", ips)
 			}
 		})
 	}
 	for _, name := range []string{"good-before", "good-after"} {
-		if ips := ingressIPs(e.waitIPs(e.ns, name, 1)); !inRange(ips[0], walkthroughRange) {
+		if ips := apitest.IngressIPs(e.waitIPs(e.ns, name, 1)); !inRange(ips[0], walkthroughRange) {
 			t.Errorf("%s got %v, want an address in %s", name, ips, walkthroughRange)
 		}
 	}

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
 
@@ -56,7 +54,6 @@ const (
 	testTimeout  = 4 * time.Minute
 	ipTimeout    = 30 * time.Second
 	eventTimeout = 30 * time.Second
-	pollEvery    = 50 * time.Millisecond
 )
 
 // cleanupFinalizer is the finalizer the service controller puts on every
@@ -70,14 +67,7 @@ type env struct {
 	ctx context.Context
 	cs  kubernetes.Interface
 	ns  string // the test's first namespace
-	own *owned
-}
-
-// owned is what a test made and its cleanup removes.
-type owned struct {
-	mu    sync.Mutex
-	nss   []string
-	nodes []string
+	own *apitest.Namespaces
 }
 
 // sub returns the env for a subtest: same client, namespaces and cleanup,
@@ -112,16 +102,8 @@ func newEnvWithin(t testing.TB, d time.Duration) *env {
 	requireControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
-	cfg := cp.AdminConfig()
-	// Scale tests create a thousand objects; the admin's 100 QPS would make
-	// the test client, not the CCM, the bottleneck.
-	cfg.QPS, cfg.Burst = 1000, 2000
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, ctx: ctx, cs: cs, own: &owned{}}
-	t.Cleanup(e.cleanup)
+	cs := apitest.Client(t, cp)
+	e := &env{t: t, ctx: ctx, cs: cs, own: apitest.NewNamespaces(t, cs)}
 	e.ns = e.namespace("")
 	return e
 }
@@ -130,67 +112,11 @@ func newEnvWithin(t testing.TB, d time.Duration) *env {
 // derived from the test name so that a leftover object tells whose it is.
 func (e *env) namespace(suffix string) string {
 	e.t.Helper()
-	name := dnsLabel(e.t.Name(), 40)
-	if suffix != "" {
-		name += "-" + suffix
-	}
-	name += "-" + randHex(3)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if _, err := e.cs.CoreV1().Namespaces().Create(e.ctx, ns, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	e.own.mu.Lock()
-	e.own.nss = append(e.own.nss, name)
-	e.own.mu.Unlock()
-	return name
-}
-
-// cleanup deletes the test's Services, stripping the cleanup finalizer the
-// stopped CCM can no longer remove, its Nodes and its namespaces. The
-// control plane has no namespace controller, so a deleted namespace stays
-// Terminating; what matters is that it holds no Service.
-func (e *env) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e.own.mu.Lock()
-	nss, nodes := e.own.nss, e.own.nodes
-	e.own.mu.Unlock()
-	strip := []byte(`{"metadata":{"finalizers":null}}`)
-	for _, ns := range nss {
-		list, err := e.cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			e.t.Errorf("cleanup: listing Services in %s: %v", ns, err)
-			continue
-		}
-		parallel(8, len(list.Items), func(i int) {
-			name := list.Items[i].Name
-			if len(list.Items[i].Finalizers) > 0 {
-				_, err := e.cs.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, strip, metav1.PatchOptions{})
-				if err != nil && !apierrors.IsNotFound(err) {
-					e.t.Errorf("cleanup: %s/%s: %v", ns, name, err)
-				}
-			}
-			if err := e.cs.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				e.t.Errorf("cleanup: %s/%s: %v", ns, name, err)
-			}
-		})
-		if err := e.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			e.t.Errorf("cleanup: namespace %s: %v", ns, err)
-		}
-	}
-	for _, n := range nodes {
-		if err := e.cs.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			e.t.Errorf("cleanup: node %s: %v", n, err)
-		}
-	}
+	return e.own.Create(e.ctx, e.t, suffix, nil)
 }
 
 // trackNode makes cleanup delete the Node.
-func (e *env) trackNode(name string) {
-	e.own.mu.Lock()
-	e.own.nodes = append(e.own.nodes, name)
-	e.own.mu.Unlock()
-}
+func (e *env) trackNode(name string) { e.own.TrackNode(name) }
 
 // svcOpt adjusts a Service built by lbService.
 type svcOpt func(*corev1.Service)
@@ -248,54 +174,12 @@ func loadBalancerIP(ip string) svcOpt {
 // create creates svc in ns and fails the test on error.
 func (e *env) create(ns string, svc *corev1.Service) *corev1.Service {
 	e.t.Helper()
-	out, err := e.cs.CoreV1().Services(ns).Create(e.ctx, svc, metav1.CreateOptions{})
-	if err != nil {
-		e.t.Fatalf("creating Service %s/%s: %v", ns, svc.Name, err)
-	}
-	return out
+	return apitest.CreateService(e.ctx, e.t, e.cs, ns, svc)
 }
 
 func (e *env) get(ns, name string) *corev1.Service {
 	e.t.Helper()
-	s, err := e.cs.CoreV1().Services(ns).Get(e.ctx, name, metav1.GetOptions{})
-	if err != nil {
-		e.t.Fatalf("getting Service %s/%s: %v", ns, name, err)
-	}
-	return s
-}
-
-// ingressIPs returns the addresses in a Service's status.
-func ingressIPs(s *corev1.Service) []string {
-	var out []string
-	for _, ing := range s.Status.LoadBalancer.Ingress {
-		out = append(out, ing.IP)
-	}
-	return out
-}
-
-// waitUntil polls cond every pollEvery until it reports done, ctx ends or
-// timeout passes, and returns the last error cond gave (or the timeout).
-func waitUntil(ctx context.Context, timeout time.Duration, cond func(ctx context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		done, err := cond(ctx)
-		if done {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-			}
-			return ctx.Err()
-		case <-time.After(pollEvery):
-		}
-	}
+	return apitest.GetService(e.ctx, e.t, e.cs, ns, name)
 }
 
 // waitIPs waits until the Service has at least n addresses in its status
@@ -304,7 +188,7 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func(ctx context
 func (e *env) waitIPs(ns, name string, n int) *corev1.Service {
 	e.t.Helper()
 	var svc *corev1.Service
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		s, err := e.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -348,7 +232,7 @@ func (e *env) describeEvents(ns, name string) string {
 func (e *env) waitEvent(ns, name, typ, reason string, want ...string) corev1.Event {
 	e.t.Helper()
 	var found corev1.Event
-	err := waitUntil(e.ctx, eventTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, eventTimeout, func(ctx context.Context) (bool, error) {
 		evs, err := e.events(ctx, ns, name)
 		if err != nil {
 			return false, err
@@ -396,32 +280,12 @@ func inRange(ip, r string) bool {
 	return err == nil && p.Contains(a)
 }
 
-// parallel runs f(0..n-1) on at most workers goroutines.
-func parallel(workers, n int, f func(i int)) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(workers, max(n, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
-
 // duplicates returns the addresses held by more than one Service, for
 // Services that do not share on purpose.
 func duplicates(svcs []corev1.Service) map[string][]string {
 	holders := map[string][]string{}
 	for _, s := range svcs {
-		for _, ip := range ingressIPs(&s) {
+		for _, ip := range apitest.IngressIPs(&s) {
 			holders[ip] = append(holders[ip], s.Namespace+"/"+s.Name)
 		}
 	}
@@ -431,29 +295,6 @@ func duplicates(svcs []corev1.Service) map[string][]string {
 		}
 	}
 	return holders
-}
-
-func dnsLabel(s string, maxLen int) string {
-	s = strings.ToLower(s)
-	s = strings.Map(func(r rune) rune {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			return r
-		}
-		return '-'
-	}, s)
-	for strings.Contains(s, "--") {
-		s = strings.ReplaceAll(s, "--", "-")
-	}
-	if len(s) > maxLen {
-		s = s[:maxLen]
-	}
-	return strings.Trim(s, "-")
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // mergePatch applies a JSON merge patch to a Service, as

@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -51,7 +52,7 @@ func (e *env) findLeader(replicas []*ccm.CCM, notHolder string) (*ccm.CCM, strin
 	e.t.Helper()
 	var leader *ccm.CCM
 	var holder string
-	err := waitUntil(e.ctx, time.Minute, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, time.Minute, func(ctx context.Context) (bool, error) {
 		h, err := e.leaseHolder(ctx)
 		if err != nil || h == "" || h == notHolder {
 			return false, fmt.Errorf("lease holder %q: %v", h, err)
@@ -139,7 +140,7 @@ func TestLeaderFailover(t *testing.T) {
 		t.Errorf("addresses held twice after the fail-over: %v", d)
 	}
 	for _, s := range all {
-		if ips := ingressIPs(&s); len(ips) != 1 || !inRange(ips[0], scalePool) {
+		if ips := apitest.IngressIPs(&s); len(ips) != 1 || !inRange(ips[0], scalePool) {
 			t.Errorf("%s has %v, want one address from %s", s.Name, ips, scalePool)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config/testdata"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -19,7 +21,7 @@ import (
 // /metrics URL, through delegated authentication and authorization.
 func TestMetricsShowPoolUsageToAuthorizedScrapers(t *testing.T) {
 	e := newEnv(t)
-	c := ccm.Start(t, cp, ccm.Options{CloudConfig: walkthroughPool})
+	c := ccm.Start(t, cp, ccm.Options{CloudConfig: testdata.WalkthroughConfig})
 	names, _ := e.createMany(e.ns, "web", 3, 3)
 	for _, n := range names {
 		e.waitIPs(e.ns, n, 1)
@@ -27,7 +29,7 @@ func TestMetricsShowPoolUsageToAuthorizedScrapers(t *testing.T) {
 
 	pool := map[string]string{"pool": "default", "family": "IPv4"}
 	var inUse, total float64
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		m, err := c.Metrics(ctx)
 		if err != nil {
 			return false, err
@@ -48,7 +50,7 @@ func TestMetricsShowPoolUsageToAuthorizedScrapers(t *testing.T) {
 	}
 
 	// A scraper's ClusterRole, as a Prometheus install would bind it.
-	scraper := "metrics-scraper-" + randHex(3)
+	scraper := "metrics-scraper-" + apitest.RandHex(3)
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: scraper},
 		Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
@@ -84,7 +86,7 @@ func TestMetricsShowPoolUsageToAuthorizedScrapers(t *testing.T) {
 	}{
 		{name: "admin reads /metrics", cfg: cp.AdminConfig(), path: "/metrics", want: http.StatusOK},
 		{name: "a user bound to get /metrics reads it", cfg: identity(scraper), path: "/metrics", want: http.StatusOK},
-		{name: "a user without that right is forbidden", cfg: identity("nobody-" + randHex(3)), path: "/metrics", want: http.StatusForbidden},
+		{name: "a user without that right is forbidden", cfg: identity("nobody-" + apitest.RandHex(3)), path: "/metrics", want: http.StatusForbidden},
 		{name: "an anonymous request is forbidden", cfg: nil, path: "/metrics", want: http.StatusForbidden},
 		{name: "probes need no credentials", cfg: nil, path: "/healthz", want: http.StatusOK},
 	}

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -66,7 +67,7 @@ func kubeletNode(name, ip string, labels map[string]string, uninitialized bool) 
 // node-topology rules.
 func TestKubeadmNodesAreInitialized(t *testing.T) {
 	e := newEnv(t)
-	prefix := "n" + randHex(3)
+	prefix := "n" + apitest.RandHex(3)
 	gone := prefix + "-gone"
 	// A short monitor period so the lifecycle controller looks at Nodes
 	// every second rather than every 5.
@@ -104,7 +105,7 @@ func TestKubeadmNodesAreInitialized(t *testing.T) {
 			e := e.sub(t)
 			name := prefix + "-" + tt.name
 			var node *corev1.Node
-			err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+			err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 				n, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 				if err != nil {
 					return false, err
@@ -152,7 +153,7 @@ func TestKubeadmNodesAreInitialized(t *testing.T) {
 			}
 			e.trackNode(name)
 		}
-		err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+		err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 			_, err := e.cs.CoreV1().Nodes().Get(ctx, gone, metav1.GetOptions{})
 			return apierrors.IsNotFound(err), err
 		})

@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -59,12 +60,12 @@ func TestReleasedAddressIsReusable(t *testing.T) {
 			e := e.sub(t)
 			holder := fmt.Sprintf("holder-%d", i)
 			svc := e.waitIPs(e.ns, e.create(e.ns, lbService(holder)).Name, 1)
-			if got := ingressIPs(svc); !slices.Equal(got, []string{ip}) {
+			if got := apitest.IngressIPs(svc); !slices.Equal(got, []string{ip}) {
 				t.Fatalf("%s got %v, want [%s]", holder, got, ip)
 			}
 
 			tt.release(e, holder)
-			err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+			err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 				s, err := e.cs.CoreV1().Services(e.ns).Get(ctx, holder, metav1.GetOptions{})
 				if apierrors.IsNotFound(err) {
 					return tt.gone, nil
@@ -76,7 +77,7 @@ func TestReleasedAddressIsReusable(t *testing.T) {
 					return false, fmt.Errorf("still there with finalizers %v", s.Finalizers)
 				}
 				if len(s.Finalizers) > 0 || len(s.Status.LoadBalancer.Ingress) > 0 {
-					return false, fmt.Errorf("finalizers %v, status %v", s.Finalizers, ingressIPs(s))
+					return false, fmt.Errorf("finalizers %v, status %v", s.Finalizers, apitest.IngressIPs(s))
 				}
 				return true, nil
 			})
@@ -89,14 +90,14 @@ func TestReleasedAddressIsReusable(t *testing.T) {
 
 			next := fmt.Sprintf("next-%d", i)
 			e.create(e.ns, lbService(next, annotations("metallb.universe.tf/loadBalancerIPs", ip)))
-			if got := ingressIPs(e.waitIPs(e.ns, next, 1)); !slices.Equal(got, []string{ip}) {
+			if got := apitest.IngressIPs(e.waitIPs(e.ns, next, 1)); !slices.Equal(got, []string{ip}) {
 				t.Fatalf("%s got %v, want the released %s", next, got, ip)
 			}
 			// Free the pool's one address for the next case.
 			if err := e.cs.CoreV1().Services(e.ns).Delete(e.ctx, next, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			err = waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+			err = apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 				_, err := e.cs.CoreV1().Services(e.ns).Get(ctx, next, metav1.GetOptions{})
 				return apierrors.IsNotFound(err), err
 			})

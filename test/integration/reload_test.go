@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -51,14 +52,14 @@ func TestEditedCloudConfigAppliesWithoutRestart(t *testing.T) {
 	e.resetRetainedConfigMap()
 	c := ccm.Start(t, cp, ccm.Options{CloudConfig: reloadBefore})
 	e.create(e.ns, lbService("first"))
-	held := ingressIPs(e.waitIPs(e.ns, "first", 1))[0]
+	held := apitest.IngressIPs(e.waitIPs(e.ns, "first", 1))[0]
 	e.create(e.ns, lbService("waiting", annotations("metallb.universe.tf/address-pool", "extra")))
 	e.waitEvent(e.ns, "waiting", "Warning", "SyncLoadBalancerFailed", `"extra"`)
 
 	if err := c.WriteCloudConfig(reloadAdded); err != nil {
 		t.Fatal(err)
 	}
-	got := ingressIPs(e.waitIPs(e.ns, "waiting", 1))[0]
+	got := apitest.IngressIPs(e.waitIPs(e.ns, "waiting", 1))[0]
 	if !inRange(got, "198.51.100.16-198.51.100.19") {
 		t.Errorf("waiting got %s, want an address of the new pool", got)
 	}
@@ -77,7 +78,7 @@ func TestEditedCloudConfigAppliesWithoutRestart(t *testing.T) {
 			if err := c.WriteCloudConfig(step.config); err != nil {
 				t.Fatal(err)
 			}
-			err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+			err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 				m, err := c.Metrics(ctx)
 				if err != nil {
 					return false, err
@@ -104,7 +105,7 @@ func TestEditedCloudConfigAppliesWithoutRestart(t *testing.T) {
 				}
 			}
 			// Nothing moved.
-			if ips := ingressIPs(e.get(e.ns, "first")); len(ips) != 1 || ips[0] != held {
+			if ips := apitest.IngressIPs(e.get(e.ns, "first")); len(ips) != 1 || ips[0] != held {
 				t.Errorf("first holds %v after the edit, want [%s]", ips, held)
 			}
 		})
@@ -117,7 +118,7 @@ func TestEditedCloudConfigAppliesWithoutRestart(t *testing.T) {
 	if err := c.WriteCloudConfig(reloadAdded); err != nil {
 		t.Fatal(err)
 	}
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		m, err := c.Metrics(ctx)
 		if err != nil {
 			return false, err
@@ -131,10 +132,10 @@ func TestEditedCloudConfigAppliesWithoutRestart(t *testing.T) {
 	}
 	e.waitRetainedConfigMap("address-pools: []\n")
 	e.create(e.ns, lbService("second"))
-	if ip := ingressIPs(e.waitIPs(e.ns, "second", 1))[0]; ip == held || !inRange(ip, "192.0.2.200-192.0.2.201") {
+	if ip := apitest.IngressIPs(e.waitIPs(e.ns, "second", 1))[0]; ip == held || !inRange(ip, "192.0.2.200-192.0.2.201") {
 		t.Errorf("second got %s, want the free address of pool default", ip)
 	}
-	if ips := ingressIPs(e.get(e.ns, "first")); len(ips) != 1 || ips[0] != held {
+	if ips := apitest.IngressIPs(e.get(e.ns, "first")); len(ips) != 1 || ips[0] != held {
 		t.Errorf("first holds %v at the end, want [%s]", ips, held)
 	}
 }

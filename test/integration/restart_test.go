@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -38,7 +39,7 @@ func takeSnapshot(svcs []corev1.Service) map[string]snapshot {
 	out := make(map[string]snapshot, len(svcs))
 	for _, s := range svcs {
 		out[s.Name] = snapshot{
-			ips:             strings.Join(ingressIPs(&s), ","),
+			ips:             strings.Join(apitest.IngressIPs(&s), ","),
 			resourceVersion: s.ResourceVersion,
 			finalizers:      strings.Join(s.Finalizers, ","),
 		}
@@ -53,7 +54,7 @@ func (e *env) createMany(ns, prefix string, n, workers int, opts ...svcOpt) ([]s
 	e.t.Helper()
 	names := make([]string, n)
 	errs := make(chan error, n)
-	parallel(workers, n, func(i int) {
+	apitest.Parallel(workers, n, func(i int) {
 		names[i] = fmt.Sprintf("%s-%d", prefix, i)
 		if _, err := e.cs.CoreV1().Services(ns).Create(e.ctx, lbService(names[i], opts...), metav1.CreateOptions{}); err != nil {
 			errs <- fmt.Errorf("creating %s: %w", names[i], err)
@@ -93,7 +94,7 @@ func (e *env) list(ns, prefix string) []corev1.Service {
 func waitQueueDrained(ctx context.Context, c *ccm.CCM, adds int, timeout time.Duration) (time.Time, error) {
 	q := map[string]string{"name": "service"}
 	var drainedSince time.Time
-	err := waitUntil(ctx, timeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(ctx, timeout, func(ctx context.Context) (bool, error) {
 		m, err := c.Metrics(ctx)
 		if err != nil {
 			return false, err
@@ -191,7 +192,7 @@ func TestRestartKeepsEveryAddress(t *testing.T) {
 	}
 	for _, s := range all {
 		if strings.HasPrefix(s.Name, "after-restart") {
-			ips := ingressIPs(&s)
+			ips := apitest.IngressIPs(&s)
 			if len(ips) != 1 || !inRange(ips[0], scalePool) {
 				t.Errorf("%s got %v, want one address from %s", s.Name, ips, scalePool)
 			}

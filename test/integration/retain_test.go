@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
@@ -52,7 +53,7 @@ func (e *env) resetRetainedConfigMap() {
 func (e *env) waitRetainedConfigMap(want string) {
 	e.t.Helper()
 	var got string
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		cm, err := e.cs.CoreV1().ConfigMaps(ccm.Namespace).Get(ctx, retainedConfigMap, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -68,7 +69,7 @@ func (e *env) waitRetainedConfigMap(want string) {
 // waitMetric waits until the series name{labels} of c's /metrics equals want.
 func waitMetric(e *env, c *ccm.CCM, name string, labels map[string]string, want float64) {
 	e.t.Helper()
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		m, err := c.Metrics(ctx)
 		if err != nil {
 			return false, err
@@ -117,7 +118,7 @@ func TestDroppedPoolSurvivesRestart(t *testing.T) {
 	e.resetRetainedConfigMap()
 	c := ccm.Start(t, cp, ccm.Options{CloudConfig: retainBefore})
 	e.create(e.ns, lbService("kept"))
-	held := ingressIPs(e.waitIPs(e.ns, "kept", 1))[0]
+	held := apitest.IngressIPs(e.waitIPs(e.ns, "kept", 1))[0]
 	if !inRange(held, "192.0.2.200-192.0.2.201") {
 		t.Fatalf("kept got %s, want an address of pool default", held)
 	}
@@ -138,14 +139,14 @@ func TestDroppedPoolSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.create(e.ns, lbService("after-restart"))
-	if ip := ingressIPs(e.waitIPs(e.ns, "after-restart", 1))[0]; !inRange(ip, "198.51.100.16/30") {
+	if ip := apitest.IngressIPs(e.waitIPs(e.ns, "after-restart", 1))[0]; !inRange(ip, "198.51.100.16/30") {
 		t.Errorf("after-restart got %s, want an address of pool other", ip)
 	}
 	if _, err := waitQueueDrained(e.ctx, c, 2, time.Minute); err != nil {
 		t.Fatalf("the restarted CCM did not sync every Service: %v", err)
 	}
 	after := e.get(e.ns, "kept")
-	if ips := ingressIPs(after); len(ips) != 1 || ips[0] != held {
+	if ips := apitest.IngressIPs(after); len(ips) != 1 || ips[0] != held {
 		t.Fatalf("kept holds %v after the restart, want [%s] (hole 1)", ips, held)
 	}
 	if after.ResourceVersion != before.ResourceVersion {
@@ -195,8 +196,8 @@ func TestSwappedPoolRangesKeepPinnedServices(t *testing.T) {
 	c := ccm.Start(t, cp, ccm.Options{CloudConfig: swapBefore})
 	e.create(e.ns, lbService("pa", annotations("metallb.universe.tf/address-pool", "a")))
 	e.create(e.ns, lbService("pb", annotations("metallb.universe.tf/address-pool", "b")))
-	pa := ingressIPs(e.waitIPs(e.ns, "pa", 1))[0]
-	pb := ingressIPs(e.waitIPs(e.ns, "pb", 1))[0]
+	pa := apitest.IngressIPs(e.waitIPs(e.ns, "pa", 1))[0]
+	pb := apitest.IngressIPs(e.waitIPs(e.ns, "pb", 1))[0]
 
 	if err := c.WriteCloudConfig(swapAfter); err != nil {
 		t.Fatal(err)
@@ -210,7 +211,7 @@ func TestSwappedPoolRangesKeepPinnedServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.create(e.ns, lbService("new-a", annotations("metallb.universe.tf/address-pool", "a")))
-	if ip := ingressIPs(e.waitIPs(e.ns, "new-a", 1))[0]; !inRange(ip, "198.51.100.16/30") || ip == pb {
+	if ip := apitest.IngressIPs(e.waitIPs(e.ns, "new-a", 1))[0]; !inRange(ip, "198.51.100.16/30") || ip == pb {
 		t.Errorf("new-a got %s, want a free address of a's new range 198.51.100.16/30", ip)
 	}
 
@@ -224,7 +225,7 @@ func TestSwappedPoolRangesKeepPinnedServices(t *testing.T) {
 		t.Fatalf("the restarted CCM did not sync every Service: %v", err)
 	}
 	for name, want := range map[string]string{"pa": pa, "pb": pb} {
-		if ips := ingressIPs(e.get(e.ns, name)); len(ips) != 1 || ips[0] != want {
+		if ips := apitest.IngressIPs(e.get(e.ns, name)); len(ips) != 1 || ips[0] != want {
 			t.Errorf("%s holds %v after the swap, want [%s] (hole 2)", name, ips, want)
 		}
 	}
@@ -240,9 +241,9 @@ func TestDuplicateStatusIsRepaired(t *testing.T) {
 	e.resetRetainedConfigMap()
 	c := ccm.Start(t, cp, ccm.Options{CloudConfig: swapBefore})
 	e.create(e.ns, lbService("older"))
-	held := ingressIPs(e.waitIPs(e.ns, "older", 1))[0]
+	held := apitest.IngressIPs(e.waitIPs(e.ns, "older", 1))[0]
 	e.create(e.ns, lbService("younger"))
-	own := ingressIPs(e.waitIPs(e.ns, "younger", 1))[0]
+	own := apitest.IngressIPs(e.waitIPs(e.ns, "younger", 1))[0]
 
 	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{
 		"ingress": []corev1.LoadBalancerIngress{{IP: held}},
@@ -251,20 +252,20 @@ func TestDuplicateStatusIsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitEvent(e.ns, "younger", "Warning", "DuplicateAddress", held, e.ns+"/older")
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		s, err := e.cs.CoreV1().Services(e.ns).Get(ctx, "younger", metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		ips := ingressIPs(s)
+		ips := apitest.IngressIPs(s)
 		return len(ips) == 1 && ips[0] != held, fmt.Errorf("younger shows %v", ips)
 	})
 	if err != nil {
 		t.Fatalf("the younger Service did not get a new address: %v", err)
 	}
-	if ips := ingressIPs(e.get(e.ns, "older")); len(ips) != 1 || ips[0] != held {
+	if ips := apitest.IngressIPs(e.get(e.ns, "older")); len(ips) != 1 || ips[0] != held {
 		t.Errorf("older holds %v, want [%s]", ips, held)
 	}
 	waitMetric(e, c, "baremetal_duplicate_addresses_repaired_total", nil, 1)
-	t.Logf("younger had %s, was given %s by a late patch, and holds %v after the repair", own, held, ingressIPs(e.get(e.ns, "younger")))
+	t.Logf("younger had %s, was given %s by a late patch, and holds %v after the repair", own, held, apitest.IngressIPs(e.get(e.ns, "younger")))
 }

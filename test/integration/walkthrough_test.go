@@ -7,53 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config/testdata"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 )
 
-// The MetalLB walkthrough (shared/seed/metallb-walkthrough.txt), verbatim:
-// its pool as the cloud-config block, the whole ConfigMap it applies, and
-// its nginx Service. The comment on the range says "keep it in the subnet of
+// walkthroughRange is the range of the MetalLB walkthrough's pool
+// (testdata.WalkthroughConfig). Its comment says "keep it in the subnet of
 // the cluster's hosts"; the apiserver never routes the address, so the
 // range is used exactly as written.
-const (
-	walkthroughPool = `address-pools:
-- name: default
-  protocol: layer2
-  addresses:
-  - 192.168.92.200-192.168.92.210   #跟k8s集群节点的宿主机ip地址段保持一致
-`
-
-	walkthroughConfigMap = `apiVersion: v1
-kind: ConfigMap
-metadata:
-  namespace: metallb-system
-  name: config
-data:
-  config: |
-    address-pools:
-    - name: default
-      protocol: layer2
-      addresses:
-      - 192.168.92.200-192.168.92.210   #跟k8s集群节点的宿主机ip地址段保持一致
-`
-
-	walkthroughService = `apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-spec:
-  ports:
-  - name: http
-    port: 80
-    protocol: TCP
-    targetPort: 80
-  selector:
-    app: nginx
-  type: LoadBalancer
-`
-
-	walkthroughRange = "192.168.92.200-192.168.92.210"
-)
+const walkthroughRange = "192.168.92.200-192.168.92.210"
 
 // TestWalkthroughNginxGetsExternalIPFromPool follows the walkthrough: the
 // user hands the CCM the pool (either the config block or the whole MetalLB
@@ -65,8 +28,8 @@ func TestWalkthroughNginxGetsExternalIPFromPool(t *testing.T) {
 		name        string
 		cloudConfig string
 	}{
-		{name: "config block", cloudConfig: walkthroughPool},
-		{name: "whole ConfigMap YAML", cloudConfig: walkthroughConfigMap},
+		{name: "config block", cloudConfig: testdata.WalkthroughConfig},
+		{name: "whole ConfigMap YAML", cloudConfig: testdata.WalkthroughConfigMap},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,7 +37,7 @@ func TestWalkthroughNginxGetsExternalIPFromPool(t *testing.T) {
 			ccm.Start(t, cp, ccm.Options{CloudConfig: tt.cloudConfig})
 
 			manifest := filepath.Join(t.TempDir(), "tutorial-2.yaml")
-			if err := os.WriteFile(manifest, []byte(walkthroughService), 0o644); err != nil {
+			if err := os.WriteFile(manifest, []byte(testdata.WalkthroughService), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := cp.Kubectl(e.ctx, "apply", "-n", e.ns, "-f", manifest); err != nil {
@@ -82,7 +45,7 @@ func TestWalkthroughNginxGetsExternalIPFromPool(t *testing.T) {
 			}
 
 			svc := e.waitIPs(e.ns, "nginx", 1)
-			ips := ingressIPs(svc)
+			ips := apitest.IngressIPs(svc)
 			if len(ips) != 1 || !inRange(ips[0], walkthroughRange) {
 				t.Fatalf("nginx got %v, want one address in %s", ips, walkthroughRange)
 			}

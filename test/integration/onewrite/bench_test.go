@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,8 +12,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
 
 // The side-by-side benchmark runs the meter of test/integration's
@@ -157,8 +157,8 @@ func benchSequential(b *testing.B) map[string]*singleResult {
 		slices.Sort(r.fromCall)
 		slices.Sort(r.call)
 		tag := map[string]string{twoWrite: "two", oneWrite: "one"}[arm]
-		b.ReportMetric(ms(percentile(r.fromReturn, 50)), tag+"-p50-ms")
-		b.ReportMetric(ms(percentile(r.fromReturn, 99)), tag+"-p99-ms")
+		b.ReportMetric(benchutil.Millis(benchutil.Percentile(r.fromReturn, 50)), tag+"-p50-ms")
+		b.ReportMetric(benchutil.Millis(benchutil.Percentile(r.fromReturn, 99)), tag+"-p99-ms")
 	}
 	return out
 }
@@ -192,7 +192,7 @@ func benchScale(b *testing.B, policy bool) scaleResult {
 	returned := make([]time.Time, n)
 	errs := make(chan error, n)
 	first := time.Now()
-	parallel(workers, n, func(i int) {
+	apitest.Parallel(workers, n, func(i int) {
 		names[i] = fmt.Sprintf("burst-%d", i)
 		if _, err := e.cs.CoreV1().Services(e.ns).Create(e.ctx, lbService(names[i]), metav1.CreateOptions{}); err != nil {
 			errs <- fmt.Errorf("creating %s: %w", names[i], err)
@@ -236,7 +236,7 @@ func benchScale(b *testing.B, policy bool) scaleResult {
 	r.restartNewIP, r.restartCreate = at.Sub(restart), at.Sub(created)
 	b.StopTimer()
 	b.ReportMetric(r.afterLast.Seconds(), "s-after-last-create")
-	b.ReportMetric(ms(percentile(r.perService, 50)), "per-service-p50-ms")
+	b.ReportMetric(benchutil.Millis(benchutil.Percentile(r.perService, 50)), "per-service-p50-ms")
 	b.ReportMetric(r.restartNewIP.Seconds(), "s-restart-to-new-ip")
 	return r
 }
@@ -249,13 +249,13 @@ func report(single map[string]*singleResult, scale map[string][]scaleResult) str
 	fmt.Fprintf(&t, "alternating arms Service by Service under one CCM (shipped defaults, --v=0):\n")
 	fmt.Fprintf(&t, "  %-44s %12s %12s %8s\n", "", "two-write", "one-write", "ratio")
 	row := func(label string, a, b time.Duration) {
-		fmt.Fprintf(&t, "  %-44s %9.1f ms %9.1f ms %7.2fx\n", label, ms(a), ms(b), ratio(b, a))
+		fmt.Fprintf(&t, "  %-44s %9.1f ms %9.1f ms %7.2fx\n", label, benchutil.Millis(a), benchutil.Millis(b), ratio(b, a))
 	}
-	row("from Create returned, p50", percentile(two.fromReturn, 50), percentile(one.fromReturn, 50))
-	row("from Create returned, p99", percentile(two.fromReturn, 99), percentile(one.fromReturn, 99))
-	row("from Create sent (what kubectl apply sees), p50", percentile(two.fromCall, 50), percentile(one.fromCall, 50))
-	row("from Create sent, p99", percentile(two.fromCall, 99), percentile(one.fromCall, 99))
-	row("the Create call alone, p50", percentile(two.call, 50), percentile(one.call, 50))
+	row("from Create returned, p50", benchutil.Percentile(two.fromReturn, 50), benchutil.Percentile(one.fromReturn, 50))
+	row("from Create returned, p99", benchutil.Percentile(two.fromReturn, 99), benchutil.Percentile(one.fromReturn, 99))
+	row("from Create sent (what kubectl apply sees), p50", benchutil.Percentile(two.fromCall, 50), benchutil.Percentile(one.fromCall, 50))
+	row("from Create sent, p99", benchutil.Percentile(two.fromCall, 99), benchutil.Percentile(one.fromCall, 99))
+	row("the Create call alone, p50", benchutil.Percentile(two.call, 50), benchutil.Percentile(one.call, 50))
 	fmt.Fprintf(&t, "  (IP seen before Create returned, counted as 0: two-write %d, one-write %d)\n", two.early, one.early)
 	meets := func(a, b time.Duration) string {
 		if ratio(b, a) <= 0.8 {
@@ -264,10 +264,10 @@ func report(single map[string]*singleResult, scale map[string][]scaleResult) str
 		return "NOT met"
 	}
 	fmt.Fprintf(&t, "  target <= 0.80x (from Create returned): p50 %s, p99 %s; (from Create sent): p50 %s, p99 %s\n\n",
-		meets(percentile(two.fromReturn, 50), percentile(one.fromReturn, 50)),
-		meets(percentile(two.fromReturn, 99), percentile(one.fromReturn, 99)),
-		meets(percentile(two.fromCall, 50), percentile(one.fromCall, 50)),
-		meets(percentile(two.fromCall, 99), percentile(one.fromCall, 99)))
+		meets(benchutil.Percentile(two.fromReturn, 50), benchutil.Percentile(one.fromReturn, 50)),
+		meets(benchutil.Percentile(two.fromReturn, 99), benchutil.Percentile(one.fromReturn, 99)),
+		meets(benchutil.Percentile(two.fromCall, 50), benchutil.Percentile(one.fromCall, 50)),
+		meets(benchutil.Percentile(two.fromCall, 99), benchutil.Percentile(one.fromCall, 99)))
 
 	reps := len(scale[twoWrite])
 	fmt.Fprintf(&t, "1,000 Services by 8 client goroutines, then SIGKILL and restart with them; a fresh CCM per arm,\n")
@@ -286,13 +286,13 @@ func report(single map[string]*singleResult, scale map[string][]scaleResult) str
 		if unit == "s" {
 			fmt.Fprintf(&t, "  %-44s %10.2f s %10.2f s\n", label, a.Seconds(), b.Seconds())
 		} else {
-			fmt.Fprintf(&t, "  %-44s %9.0f ms %9.0f ms\n", label, ms(a), ms(b))
+			fmt.Fprintf(&t, "  %-44s %9.0f ms %9.0f ms\n", label, benchutil.Millis(a), benchutil.Millis(b))
 		}
 	}
 	srow("last create returned -> all have IPs", func(r scaleResult) time.Duration { return r.afterLast }, "s")
 	srow("the 1,000 creates took", func(r scaleResult) time.Duration { return r.creates }, "s")
-	srow("per Service (create returned -> IP), p50", func(r scaleResult) time.Duration { return percentile(r.perService, 50) }, "ms")
-	srow("per Service, p99", func(r scaleResult) time.Duration { return percentile(r.perService, 99) }, "ms")
+	srow("per Service (create returned -> IP), p50", func(r scaleResult) time.Duration { return benchutil.Percentile(r.perService, 50) }, "ms")
+	srow("per Service, p99", func(r scaleResult) time.Duration { return benchutil.Percentile(r.perService, 99) }, "ms")
 	srow("restart -> a new Service's IP", func(r scaleResult) time.Duration { return r.restartNewIP }, "s")
 	srow("  of which: restart -> healthy", func(r scaleResult) time.Duration { return r.restartHealthy }, "s")
 	srow("  of which: its create returned -> IP", func(r scaleResult) time.Duration { return r.restartCreate }, "ms")
@@ -300,7 +300,7 @@ func report(single map[string]*singleResult, scale map[string][]scaleResult) str
 		for _, arm := range []string{twoWrite, oneWrite} {
 			var each []string
 			for _, r := range scale[arm] {
-				each = append(each, fmt.Sprintf("%.2f/%.0f/%.2f", r.afterLast.Seconds(), ms(percentile(r.perService, 50)), r.restartNewIP.Seconds()))
+				each = append(each, fmt.Sprintf("%.2f/%.0f/%.2f", r.afterLast.Seconds(), benchutil.Millis(benchutil.Percentile(r.perService, 50)), r.restartNewIP.Seconds()))
 			}
 			fmt.Fprintf(&t, "  %s runs (after-last s / per-Service p50 ms / restart s): %s\n", arm, strings.Join(each, ", "))
 		}
@@ -317,40 +317,10 @@ func ratio(a, b time.Duration) float64 {
 	return float64(a) / float64(b)
 }
 
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// writeResult stores text as bench/results/name.txt under a header saying
-// when, where and under which load it was measured, and logs it.
+// writeResult logs text and stores it in bench/results (see
+// benchutil.WriteResult).
 func writeResult(b *testing.B, name, text string) {
 	b.Helper()
 	b.Log("\n" + text)
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := filepath.Join(root, "bench", "results")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	load := "unknown"
-	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(raw)); len(f) >= 3 {
-			load = strings.Join(f[:3], " ")
-		}
-	}
-	header := fmt.Sprintf("# %s: %s\n# measured %s on %s, load average at end %s\n# control plane %s, CCM bin/baremetal-cloud-controller-manager\n\n",
-		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, load, controlplane.KubernetesVersion)
-	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(header+text), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	benchutil.WriteResult(b, name, "at end "+benchutil.LoadAvg(), "CCM bin/baremetal-cloud-controller-manager", text)
 }

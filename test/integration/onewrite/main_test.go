@@ -2,8 +2,6 @@ package onewrite
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -18,13 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/yaml"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
@@ -52,7 +50,6 @@ const (
 	testTimeout = 4 * time.Minute
 	ipTimeout   = 30 * time.Second
 	waitTimeout = 30 * time.Second
-	pollEvery   = 50 * time.Millisecond
 )
 
 const (
@@ -81,9 +78,7 @@ type env struct {
 	ctx context.Context
 	cp  *controlplane.ControlPlane
 	cs  kubernetes.Interface
-
-	mu  sync.Mutex
-	nss []string
+	own *apitest.Namespaces
 	ns  string // the first namespace
 }
 
@@ -103,16 +98,8 @@ func newEnv(t testing.TB, c *controlplane.ControlPlane, d time.Duration) *env {
 	requireControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
-	cfg := c.AdminConfig()
-	// The benchmarks create a thousand Services; the admin's default QPS
-	// would make the test client the bottleneck.
-	cfg.QPS, cfg.Burst = 1000, 2000
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, ctx: ctx, cp: c, cs: cs}
-	t.Cleanup(e.cleanup)
+	cs := apitest.Client(t, c)
+	e := &env{t: t, ctx: ctx, cp: c, cs: cs, own: apitest.NewNamespaces(t, cs)}
 	e.ns = e.namespace("", nil)
 	return e
 }
@@ -120,52 +107,7 @@ func newEnv(t testing.TB, c *controlplane.ControlPlane, d time.Duration) *env {
 // namespace creates a namespace named after the test, with labels.
 func (e *env) namespace(suffix string, labels map[string]string) string {
 	e.t.Helper()
-	name := dnsLabel(e.t.Name(), 40)
-	if suffix != "" {
-		name += "-" + suffix
-	}
-	name += "-" + randHex(3)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if _, err := e.cs.CoreV1().Namespaces().Create(e.ctx, ns, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	e.mu.Lock()
-	e.nss = append(e.nss, name)
-	e.mu.Unlock()
-	return name
-}
-
-// cleanup strips the finalizers a stopped CCM can no longer remove and
-// deletes the test's Services and namespaces.
-func (e *env) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e.mu.Lock()
-	nss := slices.Clone(e.nss)
-	e.mu.Unlock()
-	strip := []byte(`{"metadata":{"finalizers":null}}`)
-	for _, ns := range nss {
-		list, err := e.cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			e.t.Errorf("cleanup: listing Services in %s: %v", ns, err)
-			continue
-		}
-		parallel(8, len(list.Items), func(i int) {
-			name := list.Items[i].Name
-			if len(list.Items[i].Finalizers) > 0 {
-				_, err := e.cs.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, strip, metav1.PatchOptions{})
-				if err != nil && !apierrors.IsNotFound(err) {
-					e.t.Errorf("cleanup: %s/%s: %v", ns, name, err)
-				}
-			}
-			if err := e.cs.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				e.t.Errorf("cleanup: %s/%s: %v", ns, name, err)
-			}
-		})
-		if err := e.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			e.t.Errorf("cleanup: namespace %s: %v", ns, err)
-		}
-	}
+	return e.own.Create(e.ctx, e.t, suffix, labels)
 }
 
 // readyNode registers a Node that reports Ready, as a kubelet would; a
@@ -174,19 +116,7 @@ func (e *env) cleanup() {
 // test may as well use them.
 func (e *env) readyNode(name string) {
 	e.t.Helper()
-	n, err := e.cs.CoreV1().Nodes().Create(e.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{
-		Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady",
-	}}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "203.0.113.10"}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(e.ctx, n, metav1.UpdateOptions{}); err != nil {
+	if _, err := apitest.ReadyNode(e.ctx, e.cs, name); err != nil && !apierrors.IsAlreadyExists(err) {
 		e.t.Fatal(err)
 	}
 }
@@ -226,66 +156,26 @@ func withFinalizers(fs ...string) svcOpt {
 	return func(s *corev1.Service) { s.Finalizers = append(s.Finalizers, fs...) }
 }
 
+// create creates svc in ns and fails the test on error.
 func (e *env) create(ns string, svc *corev1.Service) *corev1.Service {
 	e.t.Helper()
-	out, err := e.cs.CoreV1().Services(ns).Create(e.ctx, svc, metav1.CreateOptions{})
-	if err != nil {
-		e.t.Fatalf("creating Service %s/%s: %v", ns, svc.Name, err)
-	}
-	return out
+	return apitest.CreateService(e.ctx, e.t, e.cs, ns, svc)
 }
 
 func (e *env) get(ns, name string) *corev1.Service {
 	e.t.Helper()
-	s, err := e.cs.CoreV1().Services(ns).Get(e.ctx, name, metav1.GetOptions{})
-	if err != nil {
-		e.t.Fatalf("getting Service %s/%s: %v", ns, name, err)
-	}
-	return s
+	return apitest.GetService(e.ctx, e.t, e.cs, ns, name)
 }
 
 func hasCleanupFinalizer(s *corev1.Service) bool {
 	return slices.Contains(s.Finalizers, cleanupFinalizer)
 }
 
-func ingressIPs(s *corev1.Service) []string {
-	var out []string
-	for _, ing := range s.Status.LoadBalancer.Ingress {
-		out = append(out, ing.IP)
-	}
-	return out
-}
-
-// waitUntil polls cond every pollEvery until it is done or timeout, and
-// returns the last error cond gave, or the timeout.
-func waitUntil(ctx context.Context, timeout time.Duration, cond func(ctx context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		done, err := cond(ctx)
-		if done {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-			}
-			return ctx.Err()
-		case <-time.After(pollEvery):
-		}
-	}
-}
-
 // policyActive reports whether a LoadBalancer Service created in ns now
 // gets the finalizer at admission, by a dry-run create: the admission
 // chain runs, nothing is stored.
 func (e *env) policyActive(ctx context.Context, ns string) (bool, error) {
-	out, err := e.cs.CoreV1().Services(ns).Create(ctx, lbService("policy-probe-"+randHex(3)), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	out, err := e.cs.CoreV1().Services(ns).Create(ctx, lbService("policy-probe-"+apitest.RandHex(3)), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		return false, err
 	}
@@ -297,7 +187,7 @@ func (e *env) policyActive(ctx context.Context, ns string) (bool, error) {
 // informers, so a change takes effect a moment after it is stored.
 func (e *env) waitPolicy(ns string, want bool) {
 	e.t.Helper()
-	err := waitUntil(e.ctx, waitTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, waitTimeout, func(ctx context.Context) (bool, error) {
 		active, err := e.policyActive(ctx, ns)
 		return err == nil && active == want, err
 	})
@@ -356,7 +246,7 @@ func (e *env) removePolicy(ns string) {
 	if err := api.MutatingAdmissionPolicies().Delete(ctx, policyName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		e.t.Errorf("deleting policy %s: %v", policyName, err)
 	}
-	err = waitUntil(ctx, waitTimeout, func(ctx context.Context) (bool, error) {
+	err = apitest.WaitUntil(ctx, waitTimeout, func(ctx context.Context) (bool, error) {
 		active, err := e.policyActive(ctx, ns)
 		return err == nil && !active, err
 	})
@@ -499,7 +389,7 @@ func (r *recorder) record(ev watch.Event) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	sg := sighting{at: now, typ: ev.Type, rv: s.ResourceVersion, finalizers: slices.Clone(s.Finalizers), ips: ingressIPs(s), deleting: s.DeletionTimestamp != nil}
+	sg := sighting{at: now, typ: ev.Type, rv: s.ResourceVersion, finalizers: slices.Clone(s.Finalizers), ips: apitest.IngressIPs(s), deleting: s.DeletionTimestamp != nil}
 	r.hist[s.Name] = append(r.hist[s.Name], sg)
 	if _, seen := r.firstIP[s.Name]; !seen && len(sg.ips) > 0 {
 		r.firstIP[s.Name] = now
@@ -580,47 +470,4 @@ func describe(h []sighting) string {
 		fmt.Fprintf(&b, "  %s rv=%s finalizers=%v ips=%v deleting=%v\n", s.typ, s.rv, s.finalizers, s.ips, s.deleting)
 	}
 	return b.String()
-}
-
-// parallel runs f(0..n-1) on at most workers goroutines.
-func parallel(workers, n int, f func(i int)) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(workers, max(n, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
-
-func dnsLabel(s string, maxLen int) string {
-	s = strings.ToLower(s)
-	s = strings.Map(func(r rune) rune {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			return r
-		}
-		return '-'
-	}, s)
-	for strings.Contains(s, "--") {
-		s = strings.ReplaceAll(s, "--", "-")
-	}
-	if len(s) > maxLen {
-		s = s[:maxLen]
-	}
-	return strings.Trim(s, "-")
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

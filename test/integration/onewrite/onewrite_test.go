@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
 )
 
 // testConfig is a pool of the documentation range for the tests.
@@ -143,7 +145,7 @@ func TestDeletionWaitsForRelease(t *testing.T) {
 	if err := r.waitIPs([]string{"second"}, ipTimeout); err != nil {
 		t.Fatalf("the released address was not given to the waiting Service: %v\nevents:\n%s", err, describe(r.history("second")))
 	}
-	if got := ingressIPs(e.get(e.ns, "second")); !slices.Equal(got, []string{"192.0.2.10"}) {
+	if got := apitest.IngressIPs(e.get(e.ns, "second")); !slices.Equal(got, []string{"192.0.2.10"}) {
 		t.Fatalf("second has %v, want the released 192.0.2.10", got)
 	}
 
@@ -258,7 +260,7 @@ func TestClusterIPLosesFinalizer(t *testing.T) {
 func (e *env) waitReleased(name string) {
 	e.t.Helper()
 	var last *corev1.Service
-	err := waitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(e.ctx, ipTimeout, func(ctx context.Context) (bool, error) {
 		s, err := e.cs.CoreV1().Services(e.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err

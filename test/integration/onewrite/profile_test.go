@@ -15,6 +15,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/apitest"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
@@ -151,7 +153,7 @@ func readQueueStats(b *testing.B, c *ccm.CCM) queueStats {
 	// Right after a start the CCM may not have loaded the client CA it
 	// authenticates scrapes with yet, and answers 403: ask again.
 	var text string
-	err := waitUntil(b.Context(), waitTimeout, func(ctx context.Context) (bool, error) {
+	err := apitest.WaitUntil(b.Context(), waitTimeout, func(ctx context.Context) (bool, error) {
 		var err error
 		text, err = c.Metrics(ctx)
 		return err == nil, err
@@ -385,7 +387,7 @@ func profileReport(b *testing.B, nss map[string]string, client map[string]client
 				continue
 			}
 			slices.Sort(ds)
-			cells = append(cells, fmt.Sprintf("%6.2f / %6.2f", ms(percentile(ds, 50)), ms(percentile(ds, 90))))
+			cells = append(cells, fmt.Sprintf("%6.2f / %6.2f", benchutil.Millis(benchutil.Percentile(ds, 50)), benchutil.Millis(benchutil.Percentile(ds, 90))))
 		}
 		fmt.Fprintf(&t, "  %-52s %17s %17s\n", st.label, cells[0], cells[1])
 	}
