@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -67,21 +66,13 @@ func (d *decoder) line(n *yaml.Node) int {
 	return n.Line + d.lineOffset
 }
 
-func (d *decoder) addf(path string, line int, format string, args ...any) {
+// addf reports a problem of type t at path, on line.
+func (d *decoder) addf(t field.ErrorType, path *field.Path, line int, format string, args ...any) {
 	if d.full() {
 		d.dropped++
 		return
 	}
-	msg := fmt.Sprintf(format, args...)
-	if len(msg) > maxMessage {
-		// A value of a megabyte quoted in full helps no one.
-		cut := maxMessage
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = fmt.Sprintf("%s... (%d more bytes)", msg[:cut], len(msg)-cut)
-	}
-	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: msg})
+	d.errs = append(d.errs, &FieldError{Err: newError(t, path, format, args...), Line: line})
 }
 
 // full says whether maxProblems are listed already; callers check it
@@ -93,23 +84,25 @@ func (d *decoder) full() bool {
 // typeErrorf reports a value of the wrong type and drops it.
 func (d *decoder) typeErrorf(path step, n *yaml.Node, format string, args ...any) {
 	d.bad[path.text] = true
-	d.addf(path.text, d.line(n), format, args...)
+	d.addf(field.ErrorTypeTypeInvalid, path.path, d.line(n), format, args...)
 }
 
-// suppressed says whether path is, or is inside, a value that was dropped.
-func (d *decoder) suppressed(path *field.Path) bool {
+// suppressed says whether the path with this text is, or is inside, a
+// value that was dropped.
+func (d *decoder) suppressed(path string) bool {
 	found := false
-	ancestors(pathText(path), func(p string) bool {
+	ancestors(path, func(p string) bool {
 		found = d.bad[p]
 		return !found
 	})
 	return found
 }
 
-// lineOf is the line of path, or of its nearest ancestor present in the file.
-func (d *decoder) lineOf(path *field.Path) int {
+// lineOf is the line of the path with this text, or of its nearest
+// ancestor present in the file.
+func (d *decoder) lineOf(path string) int {
 	line := 0
-	ancestors(pathText(path), func(p string) bool {
+	ancestors(path, func(p string) bool {
 		l, ok := d.lines[p]
 		line = l
 		return !ok
@@ -162,7 +155,7 @@ func yamlError(err error) string {
 func (d *decoder) root(data []byte) *yaml.Node {
 	docs, err := readDocuments(data)
 	if err != nil {
-		d.addf("", 0, "not valid YAML: %s", yamlError(err))
+		d.addf(field.ErrorTypeInvalid, nil, 0, "not valid YAML: %s", yamlError(err))
 		return nil
 	}
 	var maps []*yaml.Node
@@ -176,14 +169,14 @@ func (d *decoder) root(data []byte) *yaml.Node {
 		return nil
 	case len(docs) == 1 && len(maps) == 0:
 		if kind := d.k8sKind(docs[0]); kind != "" {
-			d.addf("kind", d.line(docs[0]), "%q is not supported: give MetalLB's classic configuration, either its ConfigMap (kind: ConfigMap, v0.9 to v0.12) or that ConfigMap's config block", kind)
+			d.addf(field.ErrorTypeNotSupported, field.NewPath("kind"), d.line(docs[0]), "%q is not supported: give MetalLB's classic configuration, either its ConfigMap (kind: ConfigMap, v0.9 to v0.12) or that ConfigMap's config block", kind)
 			return nil
 		}
 		return docs[0]
 	case len(maps) == 1:
 		return d.configMapBlock(maps[0])
 	default:
-		d.addf("", 0, "the file has %d YAML documents, %d of them ConfigMaps: give one config block, or a file with exactly one ConfigMap holding data.config", len(docs), len(maps))
+		d.addf(field.ErrorTypeInvalid, nil, 0, "the file has %d YAML documents, %d of them ConfigMaps: give one config block, or a file with exactly one ConfigMap holding data.config", len(docs), len(maps))
 		return nil
 	}
 }
@@ -219,7 +212,7 @@ func lookup(m *yaml.Node, key string) *yaml.Node {
 func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
 	block := lookup(lookup(cm, "data"), "config")
 	if block == nil || block.Kind != yaml.ScalarNode || block.ShortTag() == "!!null" {
-		d.addf("data.config", d.line(cm), "the ConfigMap has no data.config string: MetalLB's configuration is the text under data.config")
+		d.addf(field.ErrorTypeRequired, dataConfig, d.line(cm), "the ConfigMap has no data.config string: MetalLB's configuration is the text under data.config")
 		return nil
 	}
 	// A literal block ("config: |") keeps line breaks, so its line N is line
@@ -232,7 +225,7 @@ func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
 	// The block's text is not the file's: escapes in a quoted string can
 	// make it hold more entries than the file seemed to.
 	if msg := checkSize([]byte(block.Value)); msg != "" {
-		d.addf("data.config", 0, "%s", msg)
+		d.addf(field.ErrorTypeInvalid, dataConfig, 0, "%s", msg)
 		return nil
 	}
 	docs, err := readDocuments([]byte(block.Value))
@@ -244,7 +237,7 @@ func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
 				return "line " + strconv.Itoa(n+d.lineOffset)
 			})
 		}
-		d.addf("data.config", 0, "not valid YAML: %s", msg)
+		d.addf(field.ErrorTypeInvalid, dataConfig, 0, "not valid YAML: %s", msg)
 		return nil
 	}
 	switch len(docs) {
@@ -253,11 +246,19 @@ func (d *decoder) configMapBlock(cm *yaml.Node) *yaml.Node {
 	case 1:
 		return docs[0]
 	}
-	d.addf("data.config", 0, "holds %d YAML documents, want one", len(docs))
+	d.addf(field.ErrorTypeInvalid, dataConfig, 0, "holds %d YAML documents, want one", len(docs))
 	return nil
 }
 
 var durationType = reflect.TypeOf(Duration{})
+
+var (
+	// dataConfig is where a ConfigMap holds the config block.
+	dataConfig = field.NewPath("data", "config")
+	// topLevel names the file's top level, where unknown keys are
+	// reported: "top level: unknown key ...".
+	topLevel = field.NewPath("top level")
+)
 
 // walk checks n against the type of v, which must be settable, and stores
 // its value there. set is false when nothing was stored: the value is null,
@@ -268,7 +269,7 @@ func (d *decoder) walk(n *yaml.Node, v reflect.Value, path step) (set bool) {
 		return false
 	}
 	if n.Anchor != "" {
-		d.addf(path.text, d.line(n), "a YAML anchor (&) is not accepted: %s", noAliases)
+		d.addf(field.ErrorTypeForbidden, path.path, d.line(n), "a YAML anchor (&) is not accepted: %s", noAliases)
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return false
@@ -463,11 +464,11 @@ func (d *decoder) pairs(n *yaml.Node, path step) []pair {
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.addf(path.text, d.line(k), "keys must be strings, got %s", d.describe(path, k))
+			d.addf(field.ErrorTypeTypeInvalid, path.path, d.line(k), "keys must be strings, got %s", d.describe(path, k))
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
-			d.addf(path.text, d.line(k), "key %s appears twice, first on line %d", d.quoteKey(path, k.Value), d.line(prev))
+			d.addf(field.ErrorTypeDuplicate, path.path, d.line(k), "key %s appears twice, first on line %d", d.quoteKey(path, k.Value), d.line(prev))
 			continue
 		}
 		seen[k.Value] = k
@@ -570,9 +571,9 @@ func (d *decoder) walkStruct(n *yaml.Node, v reflect.Value, path step) bool {
 }
 
 func (d *decoder) unknownKey(path step, k *yaml.Node, fs []fieldInfo) {
-	where := path.text
-	if where == "" {
-		where = "top level"
+	where := path.path
+	if where == nil {
+		where = topLevel
 	}
 	var names []string
 	for _, f := range fs {
@@ -589,7 +590,7 @@ func (d *decoder) unknownKey(path step, k *yaml.Node, fs []fieldInfo) {
 		sort.Strings(names)
 		msg += "; known keys here: " + strings.Join(names, ", ")
 	}
-	d.addf(where, d.line(k), "%s", msg)
+	d.addf(field.ErrorTypeNotSupported, where, d.line(k), "%s", msg)
 }
 
 // suggest finds the known key a typo most likely meant: the same key in

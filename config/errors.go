@@ -3,33 +3,44 @@ package config
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// FieldError is one problem in a cloud-config file.
+// FieldError is one problem in a cloud-config file: a field.Error and the
+// line of the file it is on.
 //
-// Path is where the problem is, written the way a user reads the file
+// Err.Field is where the problem is, written the way a user reads the file
 // ("address-pools[1].addresses[0]"); it is empty for the file as a whole.
-// Line is the line of the file it is on, or 0 when unknown.
+// Err.Detail says what is wrong, quoting the value unless it may be a
+// secret. Err.BadValue is never set, so that nothing prints a secret by
+// accident. Line is 0 when unknown.
 type FieldError struct {
-	Path string
+	Err  *field.Error
 	Line int
-	Msg  string
 }
 
-// Error reads "path: message (line N)". The path comes first so that the
+// Error reads "path: detail (line N)". The path comes first so that the
 // list Parse returns reads like the file: one entry per line, each saying
-// where before saying what.
+// where before saying what. field.Error's own text ("Invalid value: ...")
+// would repeat the value that Detail already quotes, or hides.
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	if e.Path != "" {
-		b.WriteString(e.Path)
+	if e.Err.Field != "" {
+		b.WriteString(e.Err.Field)
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(e.Err.Detail)
 	if e.Line > 0 {
 		fmt.Fprintf(&b, " (line %d)", e.Line)
 	}
 	return b.String()
+}
+
+// Unwrap lets errors.As find the field.Error.
+func (e *FieldError) Unwrap() error {
+	return e.Err
 }
 
 // Errors is every problem Parse found, in file order.
@@ -63,4 +74,19 @@ func (e Errors) Unwrap() []error {
 		out[i] = fe
 	}
 	return out
+}
+
+// newError is a problem of type t at path (nil: the file as a whole). Its
+// detail is cut to maxMessage bytes: a value of a megabyte quoted in full
+// helps no one.
+func newError(t field.ErrorType, path *field.Path, format string, args ...any) *field.Error {
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = fmt.Sprintf("%s... (%d more bytes)", msg[:cut], len(msg)-cut)
+	}
+	return &field.Error{Type: t, Field: pathText(path), Detail: msg}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // FuzzParse checks that Parse never panics, that its errors are well
@@ -48,7 +50,8 @@ func checkErrors(t *testing.T, err error) {
 		t.Fatalf("error is not a non-empty Errors: %#v", err)
 	}
 	for _, e := range errs {
-		if e == nil || e.Msg == "" || e.Line < 0 || strings.Contains(e.Msg, "internal error") {
+		if e == nil || e.Err == nil || e.Err.Detail == "" || e.Line < 0 || e.Err.BadValue != nil ||
+			e.Err.Type == field.ErrorTypeInternal || strings.Contains(e.Err.Detail, "internal error") {
 			t.Fatalf("bad problem %#v in %v", e, err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"reflect"
 	"sort"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // DefaultClusterID is the cluster-id used when the file sets none.
@@ -26,25 +28,36 @@ const DefaultClusterID = "baremetal"
 // Parse answers quickly whatever data holds: see limits.go.
 func Parse(data []byte) (*Config, error) {
 	if msg := checkSize(data); msg != "" {
-		return nil, Errors{{Msg: msg}}
+		return nil, Errors{{Err: newError(field.ErrorTypeInvalid, nil, "%s", msg)}}
 	}
 	d := newDecoder()
 	var cfg Config
 	if root := d.root(data); root != nil {
 		d.walk(root, reflect.ValueOf(&cfg).Elem(), step{})
 	}
-	v := &validator{d: d, c: &cfg}
+	v := &validator{
+		c:     &cfg,
+		skip:  d.suppressed,
+		given: func(path string) bool { return d.given[path] },
+		room:  maxProblems - len(d.errs),
+	}
 	v.validate()
-	if len(d.errs) > 0 {
+	errs := d.errs
+	for _, e := range v.errs {
+		errs = append(errs, &FieldError{Err: e, Line: d.lineOf(e.Field)})
+	}
+	if len(errs) > 0 {
 		// File order, so a user can fix the file top to bottom. Problems
 		// that are not on any one line come first.
-		sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
-		if d.dropped > 0 {
-			d.errs = append(d.errs, &FieldError{Msg: fmt.Sprintf("and %d more problems, not listed", d.dropped)})
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		if dropped := d.dropped + v.dropped; dropped > 0 {
+			errs = append(errs, &FieldError{Err: newError(field.ErrorTypeTooMany, nil, "and %d more problems, not listed", dropped)})
 		}
-		return nil, d.errs
+		return nil, errs
 	}
-	cfg.Warnings = v.warnings
+	for _, w := range v.warnings {
+		cfg.Warnings = append(cfg.Warnings, (&FieldError{Err: w, Line: d.lineOf(w.Field)}).Error())
+	}
 	return &cfg, nil
 }
 

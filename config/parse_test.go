@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // A valid pool and peer, for tests about other parts of the file.
@@ -405,8 +407,12 @@ address-pools:
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Path != "peers[0].peer-asn" || fe.Line != 3 {
+	if !errors.As(err, &fe) || fe.Err.Field != "peers[0].peer-asn" || fe.Line != 3 {
 		t.Errorf("errors.As found %+v, want the first FieldError", fe)
+	}
+	var ke *field.Error
+	if !errors.As(err, &ke) || ke.Field != "peers[0].peer-asn" || ke.Type != field.ErrorTypeInvalid {
+		t.Errorf("errors.As found %+v, want the first field.Error", ke)
 	}
 }
 

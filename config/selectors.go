@@ -92,12 +92,12 @@ func (v *validator) selector(path *field.Path, names selectorNames, matchLabels 
 		case selection.In, selection.NotIn:
 			if len(e.Values) == 0 {
 				ok = false
-				v.errorf(ep.Child("values"), "operator %s needs at least one value", e.Operator)
+				v.required(ep.Child("values"), "operator %s needs at least one value", e.Operator)
 			}
 		case selection.Exists, selection.DoesNotExist:
 			if len(e.Values) > 0 {
 				ok = false
-				v.errorf(ep.Child("values"), "operator %s takes no values, got %q", e.Operator, e.Values)
+				v.forbidden(ep.Child("values"), "operator %s takes no values, got %q", e.Operator, e.Values)
 			}
 		}
 		for j, val := range e.Values {
@@ -115,7 +115,7 @@ func (v *validator) require(reqs []labels.Requirement, path *field.Path, key str
 	if err != nil {
 		// Everything NewRequirement checks was checked above; this is a
 		// safety net, not an expected path.
-		v.errorf(path, "invalid selector term: %v", err)
+		v.report(field.ErrorTypeInternal, path, "invalid selector term: %v", err)
 		return reqs
 	}
 	return append(reqs, *r)

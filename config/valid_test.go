@@ -490,10 +490,10 @@ func TestLineOfNearestAncestor(t *testing.T) {
 		{field.NewPath("peers").Index(10), 2, false},
 	}
 	for _, tt := range tests {
-		if got := d.lineOf(tt.path); got != tt.line {
+		if got := d.lineOf(pathText(tt.path)); got != tt.line {
 			t.Errorf("lineOf(%s) = %d, want %d", pathText(tt.path), got, tt.line)
 		}
-		if got := d.suppressed(tt.path); got != tt.suppressed {
+		if got := d.suppressed(pathText(tt.path)); got != tt.suppressed {
 			t.Errorf("suppressed(%s) = %v, want %v", pathText(tt.path), got, tt.suppressed)
 		}
 	}

@@ -14,11 +14,20 @@ import (
 )
 
 // validator checks a decoded Config and fills its defaults and parsed
-// fields. Errors go to the decoder, which knows the line of every path and
-// which paths were already reported as badly typed.
+// fields. It knows nothing of the file: Parse gives its problems their
+// lines.
 type validator struct {
-	d *decoder
 	c *Config
+	// skip says whether the path with this text is, or is inside, a value
+	// the decoder dropped: that value's problem is reported already, and
+	// one mistake gives one error.
+	skip func(path string) bool
+	// given says whether the path with this text has a value in the file.
+	given func(path string) bool
+	// errs are the problems found, the first room of them; dropped counts
+	// the rest.
+	errs          field.ErrorList
+	room, dropped int
 	// communities are the valid bgp-communities; badCommunities the names
 	// whose value was already reported as invalid.
 	communities    map[string]uint32
@@ -27,28 +36,54 @@ type validator struct {
 	// their first address once pools has run.
 	entries []poolEntry
 	// warnings become Config.Warnings if the file is valid.
-	warnings []string
+	warnings field.ErrorList
 	// bfd are the valid bfd-profiles by name; bfdIndex every named one,
 	// valid or not, by name.
 	bfd      map[string]*BFDProfile
 	bfdIndex map[string]int
 }
 
+// full says whether room problems are listed already; callers check it
+// before doing work only to describe a problem.
+func (v *validator) full() bool {
+	return len(v.errs) >= v.room
+}
+
+// report adds a problem of type t at path.
+func (v *validator) report(t field.ErrorType, path *field.Path, format string, args ...any) {
+	if v.skip(pathText(path)) {
+		return
+	}
+	if v.full() {
+		v.dropped++
+		return
+	}
+	v.errs = append(v.errs, newError(t, path, format, args...))
+}
+
+// errorf reports a value that is not valid.
 func (v *validator) errorf(path *field.Path, format string, args ...any) {
-	if v.d.suppressed(path) {
-		return
-	}
-	if v.d.full() {
-		v.d.dropped++
-		return
-	}
-	v.d.addf(pathText(path), v.d.lineOf(path), format, args...)
+	v.report(field.ErrorTypeInvalid, path, format, args...)
+}
+
+// required reports a value that must be there and is not.
+func (v *validator) required(path *field.Path, format string, args ...any) {
+	v.report(field.ErrorTypeRequired, path, format, args...)
+}
+
+// duplicate reports a value that is already elsewhere.
+func (v *validator) duplicate(path *field.Path, format string, args ...any) {
+	v.report(field.ErrorTypeDuplicate, path, format, args...)
+}
+
+// forbidden reports a value that is valid, but not here.
+func (v *validator) forbidden(path *field.Path, format string, args ...any) {
+	v.report(field.ErrorTypeForbidden, path, format, args...)
 }
 
 // warnf records something valid but probably not what the user meant.
 func (v *validator) warnf(path *field.Path, format string, args ...any) {
-	w := FieldError{Path: pathText(path), Line: v.d.lineOf(path), Msg: fmt.Sprintf(format, args...)}
-	v.warnings = append(v.warnings, w.Error())
+	v.warnings = append(v.warnings, &field.Error{Type: field.ErrorTypeInvalid, Field: pathText(path), Detail: fmt.Sprintf(format, args...)})
 }
 
 // checkName reports the problems a k8s name validator found, if any. The
@@ -57,7 +92,7 @@ func (v *validator) checkName(path *field.Path, value, what string, check nameCh
 	if check.valid(value) {
 		return true
 	}
-	if v.d.full() {
+	if v.full() {
 		v.errorf(path, "not listed") // only counted: not worth Kubernetes' words
 		return false
 	}
@@ -173,9 +208,9 @@ func (v *validator) bfdProfiles() {
 		}
 		switch j, dup := v.bfdIndex[p.Name]; {
 		case p.Name == "":
-			v.errorf(at("name"), "must not be empty")
+			v.required(at("name"), "must not be empty")
 		case dup:
-			v.errorf(at("name"), "%q is also the name of bfd-profiles[%d]", p.Name, j)
+			v.duplicate(at("name"), "%q is also the name of bfd-profiles[%d]", p.Name, j)
 		default:
 			v.bfdIndex[p.Name] = i
 			if valid {
@@ -249,7 +284,7 @@ func (v *validator) peers() {
 			firstBare[k] = i
 		}
 		if dup {
-			v.errorf(path, "peer %s port %d is already peers[%d]; give the two different node-selectors if each serves different nodes", p.Address, p.PeerPort, j)
+			v.duplicate(path, "peer %s port %d is already peers[%d]; give the two different node-selectors if each serves different nodes", p.Address, p.PeerPort, j)
 		}
 	}
 }
@@ -264,7 +299,7 @@ func selectorsKey(sels []NodeSelector) string {
 func (v *validator) peer(p *Peer, path *field.Path) {
 	at := path.Child
 	if p.PeerAddress == "" {
-		v.errorf(at("peer-address"), "must be set")
+		v.required(at("peer-address"), "must be set")
 	} else if ip, err := parseIP(strings.TrimSpace(p.PeerAddress)); err != nil {
 		v.errorf(at("peer-address"), "%q is not an IP address: %v", p.PeerAddress, err)
 	} else {
@@ -282,7 +317,7 @@ func (v *validator) peer(p *Peer, path *field.Path) {
 
 	// Like MetalLB, times are whole seconds, as on the wire.
 	hold := defaultHoldTime
-	if v.d.given[pathText(at("hold-time"))] {
+	if v.given(pathText(at("hold-time"))) {
 		hold = p.HoldTime.Truncate(time.Second)
 		switch {
 		case p.HoldTime.Duration < 0:
@@ -295,7 +330,7 @@ func (v *validator) peer(p *Peer, path *field.Path) {
 	}
 	p.HoldTime.Duration = hold
 	keepalive := hold / 3 / time.Second * time.Second
-	if v.d.given[pathText(at("keepalive-time"))] {
+	if v.given(pathText(at("keepalive-time"))) {
 		keepalive = p.KeepaliveTime.Truncate(time.Second)
 		switch {
 		case p.KeepaliveTime.Duration < 0:
@@ -334,11 +369,11 @@ func (v *validator) peer(p *Peer, path *field.Path) {
 	}
 	if s := p.PasswordSecret; s != nil {
 		if p.Password != "" {
-			v.errorf(at("password-secret"), "password and password-secret are mutually exclusive: keep one")
+			v.forbidden(at("password-secret"), "password and password-secret are mutually exclusive: keep one")
 		}
 		sp := at("password-secret")
 		if s.Name == "" {
-			v.errorf(sp.Child("name"), "must be set")
+			v.required(sp.Child("name"), "must be set")
 		} else {
 			v.checkName(sp.Child("name"), s.Name, "Secret name", dns1123Subdomain)
 		}
@@ -401,22 +436,22 @@ func (v *validator) pools() {
 
 		switch j, dup := names[p.Name]; {
 		case p.Name == "":
-			v.errorf(at("name"), "must not be empty")
+			v.required(at("name"), "must not be empty")
 		case dup:
-			v.errorf(at("name"), "%q is also the name of address-pools[%d]", p.Name, j)
+			v.duplicate(at("name"), "%q is also the name of address-pools[%d]", p.Name, j)
 		default:
 			names[p.Name] = i
 		}
 		switch p.Protocol {
 		case Layer2, BGP:
 		case "":
-			v.errorf(at("protocol"), "must be set: layer2 or bgp")
+			v.required(at("protocol"), "must be set: layer2 or bgp")
 		default:
 			v.errorf(at("protocol"), "%q is not a protocol: want layer2 or bgp", p.Protocol)
 		}
 
 		if len(p.Addresses) == 0 {
-			v.errorf(at("addresses"), "the pool has no addresses")
+			v.required(at("addresses"), "the pool has no addresses")
 		}
 		if p.Protocol == BGP && len(v.c.Peers) == 0 {
 			v.warnf(at("protocol"), "bgp, but no peers are configured: Services get this pool's addresses, and no router learns of them until peers are added")
@@ -453,7 +488,7 @@ func (v *validator) pools() {
 
 		v.advertisements(p, path, &widths)
 		if p.Protocol == BGP && len(p.Interfaces) > 0 {
-			v.errorf(at("interfaces"), "only layer2 pools answer on interfaces, this pool is bgp")
+			v.forbidden(at("interfaces"), "only layer2 pools answer on interfaces, this pool is bgp")
 		}
 		for j, name := range p.Interfaces {
 			if msg := checkInterfaceName(name); msg != "" {
@@ -561,9 +596,9 @@ func (v *validator) overlaps(entries []poolEntry) {
 			}
 			path, other := b.path(), a.path()
 			if a.pool == b.pool {
-				v.errorf(path, "%q overlaps %q (%s) of the same pool", b.text, a.text, other)
+				v.duplicate(path, "%q overlaps %q (%s) of the same pool", b.text, a.text, other)
 			} else {
-				v.errorf(path, "%q of pool %q overlaps %q of pool %q (%s)", b.text, v.c.Pools[b.pool].Name, a.text, v.c.Pools[a.pool].Name, other)
+				v.duplicate(path, "%q of pool %q overlaps %q of pool %q (%s)", b.text, v.c.Pools[b.pool].Name, a.text, v.c.Pools[a.pool].Name, other)
 			}
 		}
 		if reach == nil || reach.r.To().Less(e.r.To()) {
@@ -603,7 +638,7 @@ func (v *validator) advertisements(p *Pool, path *field.Path, widths *[2]prefixW
 	at := path.Child("bgp-advertisements")
 	if p.Protocol != BGP {
 		if len(p.BGPAdvertisements) > 0 && p.Protocol == Layer2 {
-			v.errorf(at, "only bgp pools have bgp-advertisements, this pool is layer2")
+			v.forbidden(at, "only bgp pools have bgp-advertisements, this pool is layer2")
 		}
 		return
 	}
@@ -663,7 +698,7 @@ func (v *validator) topology() {
 		r := &v.c.NodeTopology[i]
 		path := field.NewPath("node-topology").Index(i)
 		if r.Region == "" && r.Zone == "" {
-			v.errorf(path, "needs a region or a zone")
+			v.required(path, "needs a region or a zone")
 		}
 		// They become the values of the topology.kubernetes.io labels.
 		if r.Region != "" {
@@ -673,7 +708,7 @@ func (v *validator) topology() {
 			v.checkName(path.Child("zone"), r.Zone, "zone (a label value)", labelValue)
 		}
 		if r.NodeSelector == nil && len(r.Subnets) == 0 {
-			v.errorf(path, "needs a node-selector or subnets to say which nodes it is for")
+			v.required(path, "needs a node-selector or subnets to say which nodes it is for")
 		}
 		r.Selector = nil
 		if r.NodeSelector != nil {
