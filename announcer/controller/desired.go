@@ -166,17 +166,10 @@ type poolCandidates struct {
 // announced already at once, others once the pool is settled.
 func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.Announcement) {
 	decisions := group(s, config.Layer2)
-
-	// Which nodes may announce a pool's IPs does not depend on the
-	// Service, so it is worked out once per pool and pass.
-	poolNodes := map[*config.Pool]poolCandidates{}
+	candidatesOf := memo(s.candidatesOf)
 	mine := map[netip.Addr]announcer.Announcement{}
 	for ip, d := range decisions {
-		pc, ok := poolNodes[d.pool]
-		if !ok {
-			pc = s.candidatesOf(d.pool)
-			poolNodes[d.pool] = pc
-		}
+		pc := candidatesOf(d.pool)
 		d.disagree = pc.disagree
 		_, before := s.announced[ip]
 		d.candidates = candidates(s, d, pc.names)
@@ -224,12 +217,40 @@ func (s snapshot) candidatesOf(pool *config.Pool) poolCandidates {
 		}
 		servable = func(n string) bool { return g.Servable[n] }
 	}
-	for _, n := range s.nodes {
-		if s.live[n.Name] && servable(n.Name) && eligibility.NodeEligible(n, pool) {
-			pc.names = append(pc.names, n.Name)
+	for _, n := range s.eligibleNodes(pool) {
+		if s.live[n] && servable(n) {
+			pc.names = append(pc.names, n)
 		}
 	}
 	return pc
+}
+
+// eligibleNodes are the names of the nodes that may announce pool's IPs
+// before any Service's endpoints are looked at, live or not (package
+// eligibility), in the order of s.nodes.
+func (s snapshot) eligibleNodes(pool *config.Pool) []string {
+	var names []string
+	for _, n := range s.nodes {
+		if eligibility.NodeEligible(n, pool) {
+			names = append(names, n.Name)
+		}
+	}
+	return names
+}
+
+// memo returns f remembering its answers. Which nodes may announce a
+// pool's IPs does not depend on the Service, so a pass works it out once
+// per pool, not once per IP.
+func memo[K comparable, V any](f func(K) V) func(K) V {
+	seen := map[K]V{}
+	return func(k K) V {
+		v, ok := seen[k]
+		if !ok {
+			v = f(k)
+			seen[k] = v
+		}
+		return v
+	}
 }
 
 // decideBGP returns the IPs of bgp pools this node announces: every IP
@@ -241,18 +262,10 @@ func (s snapshot) candidatesOf(pool *config.Pool) poolCandidates {
 // with its BGP sessions.
 func decideBGP(s snapshot) map[netip.Addr]announcer.Announcement {
 	decisions := group(s, config.BGP)
-	poolNodes := map[*config.Pool][]string{}
+	eligible := memo(s.eligibleNodes)
 	mine := map[netip.Addr]announcer.Announcement{}
 	for ip, d := range decisions {
-		names, ok := poolNodes[d.pool]
-		if !ok {
-			for _, n := range s.nodes {
-				if eligibility.NodeEligible(n, d.pool) {
-					names = append(names, n.Name)
-				}
-			}
-			poolNodes[d.pool] = names
-		}
+		names := eligible(d.pool)
 		if !slices.Contains(names, s.self) || !slices.Contains(candidates(s, d, names), s.self) {
 			continue
 		}

@@ -313,29 +313,16 @@ func layer2Entry(s snapshot, ip netip.Addr, d *ipDecision, mine map[netip.Addr]a
 func bgpStatus(s snapshot) map[netip.Addr]*servicestatus.Entry {
 	decisions := group(s, config.BGP)
 	out := make(map[netip.Addr]*servicestatus.Entry, len(decisions))
-	poolNodes := map[*config.Pool][]string{}
-	peersOf := map[string][]string{}
+	eligible := memo(s.eligibleNodes)
+	peersOf := memo(func(node string) []string { return nodePeers(s, node) })
 	for ip, d := range decisions {
-		names, ok := poolNodes[d.pool]
-		if !ok {
-			for _, n := range s.nodes {
-				if eligibility.NodeEligible(n, d.pool) {
-					names = append(names, n.Name)
-				}
-			}
-			poolNodes[d.pool] = names
-		}
+		names := eligible(d.pool)
 		e := &servicestatus.Entry{IP: ip, Pool: d.pool.Name, Protocol: servicestatus.BGP}
 		e.Nodes = slices.Sorted(slices.Values(candidates(s, d, names)))
 		e.Nodes = slices.Compact(e.Nodes)
 		peers := map[string]bool{}
 		for _, n := range e.Nodes {
-			p, ok := peersOf[n]
-			if !ok {
-				p = nodePeers(s, n)
-				peersOf[n] = p
-			}
-			for _, a := range p {
+			for _, a := range peersOf(n) {
 				peers[a] = true
 			}
 		}
