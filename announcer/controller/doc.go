@@ -1,15 +1,24 @@
-// Package controller decides which load-balancer IPs this node announces
-// and keeps the announcers in step with the cluster.
+// Package controller decides which load-balancer IPs this node announces,
+// by each protocol, and keeps the announcers in step with the cluster.
 //
 // It watches Services (their status IPs and externalTrafficPolicy),
 // EndpointSlices and Nodes, and listens to membership changes. On any
 // change it recomputes the whole desired state from its caches, in one
-// goroutine: for every IP in a Service's status that lies in a layer2
-// pool, the eligible nodes (package eligibility) intersected with the live
-// announcers (package membership), and the owner among them (package
-// owner). The IPs this node owns go to the layer2 Announcer.
+// goroutine, and hands each protocol's share to that protocol's Announcer
+// (Config.Announcers, keyed by config.Protocol):
 //
-// The split-brain guard (guard.go) narrows that choice: the pool of each
+//   - layer2: for every IP in a Service's status that lies in a layer2
+//     pool, the eligible nodes (package eligibility) intersected with the
+//     live announcers (package membership), and the owner among them
+//     (package owner). The IPs this node owns go to the layer2 Announcer.
+//   - bgp: every IP of a bgp pool this node is eligible for goes to the BGP
+//     speaker; there is no owner, as the routers spread traffic by ECMP.
+//     The speaker picks its peers itself (announcer.NodeFollower).
+//
+// The node's own facts (its Node, its IP, the other nodes' IPs for
+// memberlist) are read in node.go.
+//
+// The split-brain guard (guard.go) narrows the layer2 choice: the pool of each
 // address in use comes from the cloud-config, else the CCM's retained
 // addresses, else this node's memory (package coverage); only the live
 // members that share this node's definition of a pool, and can serve it,

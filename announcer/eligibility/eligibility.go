@@ -11,9 +11,9 @@
 // # Readiness and liveness
 //
 // Liveness is not decided here: Node conditions take 40 s or more to notice
-// a dead node, so the controller intersects the eligible set with the live
-// members from the membership package (layer 2), and a BGP route lives only
-// as long as its node's sessions. The Ready condition therefore only says
+// a dead node, so for a layer2 pool the controller intersects the eligible
+// set with the live members from the membership package, and for a bgp pool
+// a route lives only as long as its node's BGP sessions. The Ready condition therefore only says
 // whether the kubelet has vetoed the node:
 //
 //   - Ready=True: eligible.
