@@ -21,6 +21,7 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/quorum"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/servicestatus"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // TestDesiredStatus checks who writes each Service's condition, and what.
@@ -132,6 +133,52 @@ func TestDesiredStatus(t *testing.T) {
 	}
 }
 
+// runControllers runs a status-writing controller for each of nodes on
+// client until the test ends, each with its own membership, which starts
+// with every node; it returns the memberships by node. ctx must not be
+// canceled before the test ends.
+func runControllers(t *testing.T, ctx context.Context, cloud *config.Config, client *fake.Clientset, resync time.Duration, nodes ...string) map[string]*fakeMembers {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	members := map[string]*fakeMembers{}
+	var ctrls []*Controller
+	done := make(chan struct{}, len(nodes))
+	t.Cleanup(func() {
+		cancel()
+		for range ctrls {
+			<-done
+		}
+		for _, c := range ctrls {
+			c.Shutdown()
+		}
+	})
+	for _, name := range nodes {
+		m := newFakeMembers(nodes...)
+		members[name] = m
+		c := New(Config{NodeName: name, Cloud: cloud, Client: client, Announcers: layer2Only(&fakeAnnouncer{}),
+			Recorder: record.NewFakeRecorder(10000), DefaultInterface: func() (string, error) { return "eth0", nil },
+			WriteStatus: true, ResyncPeriod: resync})
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ctrls = append(ctrls, c)
+		go func() { defer func() { done <- struct{}{} }(); c.Run(ctx, m) }()
+	}
+	return members
+}
+
+// statusApplies counts the status writes (server-side applies) client has
+// seen.
+func statusApplies(client *fake.Clientset) int {
+	n := 0
+	for _, a := range client.Actions() {
+		if p, ok := a.(k8stesting.PatchAction); ok && a.GetSubresource() == "status" && p.GetPatchType() == types.ApplyPatchType {
+			n++
+		}
+	}
+	return n
+}
+
 // TestStatusFollowsTheOwner runs two controllers on one fake API: the
 // owner writes the condition once, passes without a change write nothing,
 // and when the owner leaves the other node writes itself in.
@@ -149,32 +196,8 @@ func TestStatusFollowsTheOwner(t *testing.T) {
 	svc := lbService("ns", "web", corev1.ServiceExternalTrafficPolicyCluster, ip)
 	client := fake.NewClientset(svc, readyNode("node1", nil, "203.0.113.11"),
 		readyNode("node2", nil, "203.0.113.12"), readyNode("node3", nil, "203.0.113.13"))
-	members := map[string]*fakeMembers{}
 	_, ctx := ktesting.NewTestContext(t)
-	ctx, cancel := context.WithCancel(ctx)
-	var ctrls []*Controller
-	done := make(chan struct{}, len(all))
-	t.Cleanup(func() {
-		cancel()
-		for range ctrls {
-			<-done
-		}
-		for _, c := range ctrls {
-			c.Shutdown()
-		}
-	})
-	for _, name := range all {
-		m := newFakeMembers(all...)
-		members[name] = m
-		c := New(Config{NodeName: name, Cloud: testCloud(t), Client: client, Announcers: layer2Only(&fakeAnnouncer{}),
-			Recorder: record.NewFakeRecorder(100), DefaultInterface: func() (string, error) { return "eth0", nil },
-			WriteStatus: true, ResyncPeriod: 50 * time.Millisecond})
-		if err := c.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		ctrls = append(ctrls, c)
-		go func() { defer func() { done <- struct{}{} }(); c.Run(ctx, m) }()
-	}
+	members := runControllers(t, ctx, testCloud(t), client, 50*time.Millisecond, all...)
 	message := func() string {
 		s, err := client.CoreV1().Services("ns").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
@@ -185,15 +208,7 @@ func TestStatusFollowsTheOwner(t *testing.T) {
 		}
 		return ""
 	}
-	writes := func() int {
-		n := 0
-		for _, a := range client.Actions() {
-			if p, ok := a.(k8stesting.PatchAction); ok && a.GetSubresource() == "status" && p.GetPatchType() == types.ApplyPatchType {
-				n++
-			}
-		}
-		return n
-	}
+	writes := func() int { return statusApplies(client) }
 	eventually := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -256,40 +271,8 @@ func TestStatusWriteVolume(t *testing.T) {
 	cloud.Pools[0].Ranges[1] = netipx.IPRangeFrom(netip.MustParseAddr("2001:db8:1::200"), netip.MustParseAddr("2001:db8:1::3ff"))
 	client := fake.NewClientset(objs...)
 	_, ctx := ktesting.NewTestContext(t)
-	ctx, cancel := context.WithCancel(ctx)
-	members := map[string]*fakeMembers{}
-	var ctrls []*Controller
-	done := make(chan struct{}, len(all))
-	t.Cleanup(func() {
-		cancel()
-		for range ctrls {
-			<-done
-		}
-		for _, c := range ctrls {
-			c.Shutdown()
-		}
-	})
-	for _, name := range all {
-		m := newFakeMembers(all...)
-		members[name] = m
-		c := New(Config{NodeName: name, Cloud: cloud, Client: client, Announcers: layer2Only(&fakeAnnouncer{}),
-			Recorder: record.NewFakeRecorder(10000), DefaultInterface: func() (string, error) { return "eth0", nil },
-			WriteStatus: true, ResyncPeriod: 100 * time.Millisecond})
-		if err := c.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		ctrls = append(ctrls, c)
-		go func() { defer func() { done <- struct{}{} }(); c.Run(ctx, m) }()
-	}
-	writes := func() int {
-		k := 0
-		for _, a := range client.Actions() {
-			if p, ok := a.(k8stesting.PatchAction); ok && a.GetSubresource() == "status" && p.GetPatchType() == types.ApplyPatchType {
-				k++
-			}
-		}
-		return k
-	}
+	members := runControllers(t, ctx, cloud, client, 100*time.Millisecond, all...)
+	writes := func() int { return statusApplies(client) }
 	announcedBy := func(node string) int {
 		list, err := client.CoreV1().Services("ns").List(ctx, metav1.ListOptions{})
 		if err != nil {
