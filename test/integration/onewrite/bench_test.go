@@ -112,35 +112,20 @@ func BenchmarkOneWriteSideBySide(b *testing.B) {
 // alternating arms and which goes first.
 func benchSequential(b *testing.B) map[string]*singleResult {
 	const n, warmup = 100, 5
-	e := newEnv(b, cp, benchTimeout)
-	for i := range 3 {
-		e.readyNode(fmt.Sprintf("bench-node-%d", i))
-	}
-	nsPolicy := e.installForLabel(benchLabel, "on")
-	nss := map[string]string{twoWrite: e.ns, oneWrite: nsPolicy}
-	recs := map[string]*recorder{twoWrite: newRecorder(e, e.ns), oneWrite: newRecorder(e, nsPolicy)}
+	arms := newSideBySide(newEnv(b, cp, benchTimeout), "bench-node")
 	startCCM(b, cp, scaleConfig, benchCCMArgs...)
 	out := map[string]*singleResult{twoWrite: {}, oneWrite: {}}
 	b.ResetTimer()
 	for i := range n + warmup {
-		arms := []string{twoWrite, oneWrite}
+		order := []string{twoWrite, oneWrite}
 		if i%2 == 1 {
-			slices.Reverse(arms)
+			slices.Reverse(order)
 		}
-		for _, arm := range arms {
-			name := fmt.Sprintf("seq-%d", i)
-			call := time.Now()
-			if _, err := e.cs.CoreV1().Services(nss[arm]).Create(e.ctx, lbService(name), metav1.CreateOptions{}); err != nil {
-				b.Fatal(err)
-			}
-			ret := time.Now()
-			if err := recs[arm].waitIPs([]string{name}, ipTimeout); err != nil {
-				b.Fatalf("%s: %v", arm, err)
-			}
+		for _, arm := range order {
+			call, ret, at := arms.create(b, arm, fmt.Sprintf("seq-%d", i))
 			if i < warmup {
 				continue // connections and caches warm up on the first few
 			}
-			at, _ := recs[arm].seen(name)
 			r := out[arm]
 			if at.Before(ret) {
 				r.early++
@@ -161,6 +146,46 @@ func benchSequential(b *testing.B) map[string]*singleResult {
 		b.ReportMetric(benchutil.Millis(benchutil.Percentile(r.fromReturn, 99)), tag+"-p99-ms")
 	}
 	return out
+}
+
+// sideBySide is the setup of the benchmarks that compare the arms within
+// one CCM run: three Ready Nodes, the test's namespace for the two-write
+// arm and another, where the policy applies, for the one-write arm, each
+// with a recorder.
+type sideBySide struct {
+	e    *env
+	nss  map[string]string    // by arm
+	recs map[string]*recorder // by arm
+}
+
+func newSideBySide(e *env, nodePrefix string) *sideBySide {
+	e.t.Helper()
+	for i := range 3 {
+		e.readyNode(fmt.Sprintf("%s-%d", nodePrefix, i))
+	}
+	nsPolicy := e.installForLabel(benchLabel, "on")
+	return &sideBySide{
+		e:    e,
+		nss:  map[string]string{twoWrite: e.ns, oneWrite: nsPolicy},
+		recs: map[string]*recorder{twoWrite: newRecorder(e, e.ns), oneWrite: newRecorder(e, nsPolicy)},
+	}
+}
+
+// create creates the LoadBalancer Service name in arm's namespace and
+// waits for its address. It returns when Create was called, when it
+// returned and when the address was first seen.
+func (s *sideBySide) create(b *testing.B, arm, name string) (call, ret, ip time.Time) {
+	b.Helper()
+	call = time.Now()
+	if _, err := s.e.cs.CoreV1().Services(s.nss[arm]).Create(s.e.ctx, lbService(name), metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	ret = time.Now()
+	if err := s.recs[arm].waitIPs([]string{name}, ipTimeout); err != nil {
+		b.Fatalf("%s: %v", arm, err)
+	}
+	ip, _ = s.recs[arm].seen(name)
+	return call, ret, ip
 }
 
 // benchScale creates 1,000 Services by 8 workers under a fresh CCM, with

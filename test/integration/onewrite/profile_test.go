@@ -90,13 +90,8 @@ func BenchmarkCreateToIPProfile(b *testing.B) {
 		// One file for the whole run, written as each request ends.
 		"--audit-log-maxsize=0", "--audit-log-mode=blocking",
 	}})
-	e := newEnv(b, pc, benchTimeout)
-	for i := range 3 {
-		e.readyNode(fmt.Sprintf("profile-node-%d", i))
-	}
-	nsPolicy := e.installForLabel(benchLabel, "on")
-	nss := map[string]string{twoWrite: e.ns, oneWrite: nsPolicy}
-	recs := map[string]*recorder{twoWrite: newRecorder(e, e.ns), oneWrite: newRecorder(e, nsPolicy)}
+	arms := newSideBySide(newEnv(b, pc, benchTimeout), "profile-node")
+	nss := arms.nss
 	// --v=2 for the service controller's log lines; the side-by-side
 	// benchmark runs at --v=0 as shipped.
 	c := ccm.New(b, pc, ccm.Options{CloudConfig: scaleConfig, Args: []string{"--v=2"}})
@@ -113,18 +108,10 @@ func BenchmarkCreateToIPProfile(b *testing.B) {
 		before := readQueueStats(b, c)
 		for i := range n + warmup {
 			name := fmt.Sprintf("prof-%d", i)
-			call := time.Now()
-			if _, err := e.cs.CoreV1().Services(nss[arm]).Create(e.ctx, lbService(name), metav1.CreateOptions{}); err != nil {
-				b.Fatal(err)
-			}
-			ret := time.Now()
-			if err := recs[arm].waitIPs([]string{name}, ipTimeout); err != nil {
-				b.Fatalf("%s: %v", arm, err)
-			}
+			call, ret, at := arms.create(b, arm, name)
 			if i < warmup {
 				continue
 			}
-			at, _ := recs[arm].seen(name)
 			client[nss[arm]+"/"+name] = clientTimes{call: call, ret: ret, ip: at}
 		}
 		queue[arm] = readQueueStats(b, c).minus(before)
