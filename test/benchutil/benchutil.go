@@ -10,12 +10,29 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
+
+// RepsEnv, a number, is how many times the benchmarks that compare
+// settings or arms run each of them, round-robin, to compare medians. One
+// run each (the default, to keep `make bench` short) is noisier on a
+// shared machine than the differences it looks for: repeat before acting
+// on one.
+const RepsEnv = "BAREMETAL_BENCH_REPS"
+
+// Reps is the number in RepsEnv, or 1.
+func Reps() int {
+	n, err := strconv.Atoi(os.Getenv(RepsEnv))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
 
 // Percentile is the nearest-rank p-th percentile (0 < p <= 100) of ds,
 // which need not be sorted; 0 when ds is empty. Nearest rank always

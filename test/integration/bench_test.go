@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -251,27 +249,13 @@ func BenchmarkBurst1000(b *testing.B) {
 		results, metallbBurstRef)
 }
 
-// benchRepsEnv, a number, makes BenchmarkBacklog1000 run each flag set that
-// many times, round-robin, and compare medians. One run per flag set (the
-// default, to keep `make bench` short) is noisier on a shared machine than
-// the differences between good flag sets: repeat before changing defaults.
-const benchRepsEnv = "BAREMETAL_BENCH_REPS"
-
-func benchReps() int {
-	n, err := strconv.Atoi(os.Getenv(benchRepsEnv))
-	if err != nil || n < 1 {
-		return 1
-	}
-	return n
-}
-
 // BenchmarkBacklog1000 measures the CCM's own throughput: 1,000 Services
 // are created while no CCM runs, then the CCM starts, and the time until
 // all have addresses is measured, for each flag set but upstream's (whose
 // 20 QPS limit BenchmarkBurst1000 already shows, at minutes per run).
 func BenchmarkBacklog1000(b *testing.B) {
 	const n, workers = 1000, 8
-	reps := benchReps()
+	reps := benchutil.Reps() // each flag set that many times, round-robin, for medians
 	runs := map[string][]time.Duration{}
 	rates := map[string][]float64{}
 	effective := map[string]string{}
@@ -334,7 +318,7 @@ func BenchmarkBacklog1000(b *testing.B) {
 	}
 	note := "(MetalLB publishes no such figure.)"
 	if reps == 1 {
-		note = "One run per flag set: set " + benchRepsEnv + "=3 for medians before acting on a difference.\n" + note
+		note = "One run per flag set: set " + benchutil.RepsEnv + "=3 for medians before acting on a difference.\n" + note
 	}
 	compareFlagSets(b, "backlog-1000",
 		"1,000 Services pending when the CCM starts, time from its start until all have addresses:",

@@ -3,9 +3,7 @@ package onewrite
 import (
 	"fmt"
 	"math"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,18 +41,6 @@ const (
 	oneWrite = "one-write (policy)"
 )
 
-// benchRepsEnv, a number, repeats the 1,000-Service arms, alternating
-// their order, and reports medians; default 1.
-const benchRepsEnv = "BAREMETAL_BENCH_REPS"
-
-func benchReps() int {
-	n, err := strconv.Atoi(os.Getenv(benchRepsEnv))
-	if err != nil || n < 1 {
-		return 1
-	}
-	return n
-}
-
 // singleResult is the sequential meter for one arm.
 type singleResult struct {
 	fromReturn, fromCall, call []time.Duration // sorted
@@ -82,7 +68,7 @@ func BenchmarkOneWriteSideBySide(b *testing.B) {
 	var single map[string]*singleResult
 	b.Run("sequential", func(b *testing.B) { single = benchSequential(b) })
 	scale := map[string][]scaleResult{}
-	reps := benchReps()
+	reps := benchutil.Reps() // the 1,000-Service arms that many times, alternating their order, for medians
 	for rep := range reps {
 		arms := []string{twoWrite, oneWrite}
 		if rep%2 == 1 {
@@ -330,7 +316,7 @@ func report(single map[string]*singleResult, scale map[string][]scaleResult) str
 			fmt.Fprintf(&t, "  %s runs (after-last s / per-Service p50 ms / restart s): %s\n", arm, strings.Join(each, ", "))
 		}
 	} else {
-		fmt.Fprintf(&t, "  One run per arm: set %s=3 for medians before acting on a difference at scale.\n", benchRepsEnv)
+		fmt.Fprintf(&t, "  One run per arm: set %s=3 for medians before acting on a difference at scale.\n", benchutil.RepsEnv)
 	}
 	return t.String()
 }
