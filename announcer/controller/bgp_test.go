@@ -7,7 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/eligibility"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -59,23 +58,7 @@ func bgpCloud(t testing.TB) *config.Config {
 // node, with no owner and no liveness.
 func TestDecideBGP(t *testing.T) {
 	cloud := bgpCloud(t)
-	nodes := []*corev1.Node{
-		readyNode("node1", map[string]string{"rack": "a"}, "203.0.113.11"),
-		readyNode("node2", map[string]string{"rack": "b"}, "203.0.113.12"),
-		readyNode("node3", map[string]string{"rack": "a"}, "203.0.113.13"),
-	}
-	notReady := readyNode("node4", nil, "203.0.113.14")
-	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
-	excluded := readyNode("node5", map[string]string{eligibility.ExcludeLabel: "true"}, "203.0.113.15")
-	endpointsOn := func(m map[string][]string) func(*corev1.Service) map[string]bool {
-		return func(s *corev1.Service) map[string]bool {
-			out := map[string]bool{}
-			for _, n := range m[s.Name] {
-				out[n] = true
-			}
-			return out
-		}
-	}
+	nodes, notReady, excluded := decideNodes()
 	cluster, local := corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal
 	clusterIP := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "was-lb"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
 		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.99"}}}}}

@@ -71,27 +71,38 @@ func ownerAmong(ip string, nodes ...string) string {
 	return owner.Pick(netip.MustParseAddr(ip), nodes)
 }
 
-func TestDecide(t *testing.T) {
-	cloud := testCloud(t)
-	nodes := []*corev1.Node{
+// decideNodes are the nodes TestDecide and TestDecideBGP decide among:
+// node1 and node3 in rack a and node2 in rack b, all Ready; node4, not
+// Ready, and node5, labelled to be excluded, in no rack.
+func decideNodes() (ready []*corev1.Node, notReady, excluded *corev1.Node) {
+	ready = []*corev1.Node{
 		readyNode("node1", map[string]string{"rack": "a"}, "203.0.113.11"),
 		readyNode("node2", map[string]string{"rack": "b"}, "203.0.113.12"),
 		readyNode("node3", map[string]string{"rack": "a"}, "203.0.113.13"),
 	}
-	notReady := readyNode("node4", nil, "203.0.113.14")
+	notReady = readyNode("node4", nil, "203.0.113.14")
 	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
-	excluded := readyNode("node5", map[string]string{eligibility.ExcludeLabel: ""}, "203.0.113.15")
+	excluded = readyNode("node5", map[string]string{eligibility.ExcludeLabel: ""}, "203.0.113.15")
+	return ready, notReady, excluded
+}
+
+// endpointsOn is a snapshot's endpointNodes: the nodes with a ready
+// endpoint of each Service, by Service name.
+func endpointsOn(m map[string][]string) func(*corev1.Service) map[string]bool {
+	return func(s *corev1.Service) map[string]bool {
+		out := map[string]bool{}
+		for _, n := range m[s.Name] {
+			out[n] = true
+		}
+		return out
+	}
+}
+
+func TestDecide(t *testing.T) {
+	cloud := testCloud(t)
+	nodes, notReady, excluded := decideNodes()
 	allLive := map[string]bool{"node1": true, "node2": true, "node3": true, "node4": true, "node5": true}
 	noEndpoints := func(*corev1.Service) map[string]bool { return nil }
-	endpointsOn := func(m map[string][]string) func(*corev1.Service) map[string]bool {
-		return func(s *corev1.Service) map[string]bool {
-			out := map[string]bool{}
-			for _, n := range m[s.Name] {
-				out[n] = true
-			}
-			return out
-		}
-	}
 	cluster, local := corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal
 
 	tests := []struct {
