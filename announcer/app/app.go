@@ -164,7 +164,60 @@ func signalContext() (context.Context, context.CancelFunc) {
 // NA; it keeps answering for --handover-delay so that no client is left
 // without an answer meanwhile; then it closes its sockets and exits.
 func Run(ctx context.Context, o *Options) error {
-	logger := klog.FromContext(ctx)
+	d := &daemon{o: o, logger: klog.FromContext(ctx)}
+	defer d.close()
+	if err := d.build(ctx); err != nil {
+		return err
+	}
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	d.handover()
+	return nil
+}
+
+// daemon is what Run builds, starts and hands over. It lives in three
+// contexts: Run's, which ends at SIGTERM; informerCtx, which outlives it
+// so that the caches stay until the process exits; and the reconcile
+// loop's, which handover ends first.
+type daemon struct {
+	o      *Options
+	logger klog.Logger
+	// closers run in reverse order when Run returns.
+	closers []func()
+
+	cloud     *config.Config
+	client    kubernetes.Interface
+	running   atomic.Bool
+	l2        *layer2.Announcer
+	speaker   *bgp.Speaker
+	passwords *passwordSource
+	claiming  *claimingLayer2
+	nodeIP    netip.Addr
+	ctrl      *controller.Controller
+	ms        *membership.Membership
+
+	informerCtx   context.Context
+	stopInformers context.CancelFunc
+	stopRun       context.CancelFunc
+	runDone       chan struct{}
+}
+
+func (d *daemon) deferClose(f func()) { d.closers = append(d.closers, f) }
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// build reads the cloud-config, connects to the API and builds every
+// part, wired together: the metrics and health endpoint (which says not
+// running until start is done), the event recorder, the layer2 announcer,
+// the BGP speaker and the controller. Nothing is announced yet.
+func (d *daemon) build(ctx context.Context) error {
+	o, logger := d.o, d.logger
 	cloud, err := config.Load(o.CloudConfig)
 	if err != nil {
 		return err
@@ -172,6 +225,7 @@ func Run(ctx context.Context, o *Options) error {
 	for _, w := range cloud.Warnings {
 		logger.Info("Warning in --cloud-config", "warning", w)
 	}
+	d.cloud = cloud
 	restCfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return err
@@ -184,97 +238,131 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fmt.Errorf("creating Kubernetes client: %w", err)
 	}
+	d.client = client
 
-	var running atomic.Bool
 	controller.RegisterMetrics()
 	layer2.RegisterMetrics()
 	membership.RegisterMetrics()
 	bgp.RegisterMetrics()
-	stopHTTP, err := o.serving.start(logger, client, o.Profiling, &running)
+	stopHTTP, err := o.serving.start(logger, client, o.Profiling, &d.running)
 	if err != nil {
 		return err
 	}
-	defer stopHTTP()
+	d.deferClose(stopHTTP)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
+	d.deferClose(broadcaster.Shutdown)
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: o.NodeName})
 
-	l2 := layer2.New(logger.WithName("layer2"))
-	defer l2.Close()
+	d.l2 = layer2.New(logger.WithName("layer2"))
+	d.deferClose(d.l2.Close)
 
 	// The BGP speaker starts its sessions only once it has peers, so a
 	// cluster without BGP runs none.
-	passwords := newPasswordSource(client, o.Namespace)
-	speaker := bgp.New(bgp.Config{Logger: logger.WithName("bgp"), Passwords: passwords.Password})
-	defer speaker.Close()
+	d.passwords = newPasswordSource(client, o.Namespace)
+	d.speaker = bgp.New(bgp.Config{Logger: logger.WithName("bgp"), Passwords: d.passwords.Password})
+	d.deferClose(d.speaker.Close)
 
 	// With sticky owners the layer2 announcer publishes its claims.
-	claiming := &claimingLayer2{Announcer: l2}
-	var layer2Announcer announcer.Announcer = l2
+	d.claiming = &claimingLayer2{Announcer: d.l2}
+	var layer2Announcer announcer.Announcer = d.l2
 	if o.StickyOwners {
-		layer2Announcer = claiming
+		layer2Announcer = d.claiming
 	}
 
-	var nodeIP netip.Addr
 	if o.NodeIP != "" {
-		nodeIP = netip.MustParseAddr(o.NodeIP).Unmap()
+		d.nodeIP = netip.MustParseAddr(o.NodeIP).Unmap()
 	}
-	ctrl := controller.New(controller.Config{
+	d.ctrl = controller.New(controller.Config{
 		NodeName: o.NodeName,
-		NodeIP:   nodeIP,
+		NodeIP:   d.nodeIP,
 		Cloud:    cloud,
 		Client:   client,
 		Announcers: map[config.Protocol]announcer.Announcer{
 			config.Layer2: layer2Announcer,
-			config.BGP:    speaker,
+			config.BGP:    d.speaker,
 		},
 		Recorder: recorder,
+		// The node's IP as start finds it, when --node-ip is not set.
 		DefaultInterface: func() (string, error) {
-			return layer2.InterfaceWithAddr(nodeIP)
+			return layer2.InterfaceWithAddr(d.nodeIP)
 		},
 		Namespace:         o.Namespace,
 		AnnouncerSelector: o.AnnouncerPodSelector,
-		Health:            l2,
+		Health:            d.l2,
 		WriteStatus:       true,
 	})
-	wireGuard(logger, l2, ctrl)
-	ctrl.SetStickyOwners(o.StickyOwners)
+	wireGuard(logger, d.l2, d.ctrl)
+	d.ctrl.SetStickyOwners(o.StickyOwners)
+	return nil
+}
+
+// start fills the caches, finds the node's IP, joins the other announcers
+// and starts the reconcile loop and the cloud-config watch, in that order
+// (see Run).
+func (d *daemon) start(ctx context.Context) error {
+	o, logger, ctrl := d.o, d.logger, d.ctrl
 	// The informers outlive ctx by design: during the handover delay
 	// nothing reads them, and they stop when Run returns.
-	informerCtx, stopInformers := context.WithCancel(klog.NewContext(context.Background(), logger))
-	defer func() { stopInformers(); ctrl.Shutdown() }()
+	d.informerCtx, d.stopInformers = context.WithCancel(klog.NewContext(context.Background(), logger))
+	d.deferClose(func() { d.stopInformers(); ctrl.Shutdown() })
 	go func() {
 		<-ctx.Done()
 		// Abort a cache sync that is still waiting.
-		if !running.Load() {
-			stopInformers()
+		if !d.running.Load() {
+			d.stopInformers()
 		}
 	}()
 	logger.Info("Waiting for the Service, Node and EndpointSlice caches")
-	if err := ctrl.Start(informerCtx); err != nil {
+	if err := ctrl.Start(d.informerCtx); err != nil {
 		return err
 	}
-	if err := passwords.Start(informerCtx, cloud, ctrl.Trigger); err != nil {
+	if err := d.passwords.Start(d.informerCtx, d.cloud, ctrl.Trigger); err != nil {
 		return err
 	}
 
-	if !nodeIP.IsValid() {
-		nodeIP, err = waitForNodeIP(ctx, ctrl)
+	if !d.nodeIP.IsValid() {
+		ip, err := waitForNodeIP(ctx, ctrl)
 		if err != nil {
 			return err
 		}
+		d.nodeIP = ip
 	}
-	speaker.SetDefaultRouterID(routerID(ctrl, nodeIP))
-	keys, err := readKeys(ctx, client, o.MemberlistSecretNamespace, o.MemberlistSecret)
-	if err != nil {
+	d.speaker.SetDefaultRouterID(routerID(ctrl, d.nodeIP))
+	if err := d.join(ctx); err != nil {
 		return err
 	}
 
+	runCtx, stopRun := context.WithCancel(klog.NewContext(context.Background(), logger))
+	d.stopRun, d.runDone = stopRun, make(chan struct{})
+	go func() {
+		defer close(d.runDone)
+		ctrl.Run(runCtx, d.ms)
+	}()
+	go watchConfig(runCtx, o.CloudConfig, func(cfg *config.Config) error {
+		if err := d.passwords.Start(d.informerCtx, cfg, ctrl.Trigger); err != nil {
+			return err
+		}
+		ctrl.SetCloud(cfg)
+		return nil
+	})
+	d.running.Store(true)
+	logger.Info("Announcer running", "node", o.NodeName, "nodeIP", d.nodeIP)
+	return nil
+}
+
+// join starts the membership on the node's IP, with the gossip keys when
+// --memberlist-secret is set, and joins the other nodes.
+func (d *daemon) join(ctx context.Context) error {
+	o, logger := d.o, d.logger
+	keys, err := readKeys(ctx, d.client, o.MemberlistSecretNamespace, o.MemberlistSecret)
+	if err != nil {
+		return err
+	}
 	ms, err := membership.Start(membership.Config{
 		NodeName: o.NodeName,
-		BindAddr: nodeIP,
+		BindAddr: d.nodeIP,
 		BindPort: o.MemberlistBindPort,
 		Keys:     keys,
 		Meta:     initialMeta(),
@@ -283,14 +371,15 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	defer ms.Shutdown()
-	claiming.members.Store(ms)
+	d.ms = ms
+	d.deferClose(func() { _ = ms.Shutdown() })
+	d.claiming.members.Store(ms)
 	if keys != nil {
-		if err := followKeys(informerCtx, client, o.MemberlistSecretNamespace, o.MemberlistSecret, ms); err != nil {
+		if err := followKeys(d.informerCtx, d.client, o.MemberlistSecretNamespace, o.MemberlistSecret, ms); err != nil {
 			return err
 		}
 	}
-	peers := ctrl.PeerIPs(nodeIP)
+	peers := d.ctrl.PeerIPs(d.nodeIP)
 	ms.SetPeers(peers)
 	n, err := ms.Join(peers)
 	switch {
@@ -300,40 +389,28 @@ func Run(ctx context.Context, o *Options) error {
 		// The first announcer of a cluster, or all others are down.
 		logger.Info("No other announcer reachable yet; starting alone", "peers", len(peers), "err", err)
 	}
+	return nil
+}
 
-	runCtx, stopRun := context.WithCancel(klog.NewContext(context.Background(), logger))
-	runDone := make(chan struct{})
-	go func() {
-		defer close(runDone)
-		ctrl.Run(runCtx, ms)
-	}()
-	go watchConfig(runCtx, o.CloudConfig, func(cfg *config.Config) error {
-		if err := passwords.Start(informerCtx, cfg, ctrl.Trigger); err != nil {
-			return err
-		}
-		ctrl.SetCloud(cfg)
-		return nil
-	})
-	running.Store(true)
-	logger.Info("Announcer running", "node", o.NodeName, "nodeIP", nodeIP)
-
-	<-ctx.Done()
-	logger.Info("Stopping: handing over to the other announcers", "delay", o.HandoverDelay)
-	stopRun()
-	<-runDone
+// handover stops the reconcile loop, withdraws the BGP routes and leaves
+// the membership, then keeps answering for --handover-delay (see Run).
+func (d *daemon) handover() {
+	logger := d.logger
+	logger.Info("Stopping: handing over to the other announcers", "delay", d.o.HandoverDelay)
+	d.stopRun()
+	<-d.runDone
 	// Routers drain the node while its sessions are still up: withdraw
 	// every BGP route first, and close the sessions only when the
 	// announcer exits, after the handover delay.
-	if err := speaker.WithdrawAll(context.Background()); err != nil {
+	if err := d.speaker.WithdrawAll(context.Background()); err != nil {
 		logger.Error(err, "Withdrawing BGP routes")
 	}
-	l2.Quiesce()
-	if err := ms.Leave(o.HandoverDelay); err != nil {
+	d.l2.Quiesce()
+	if err := d.ms.Leave(d.o.HandoverDelay); err != nil {
 		logger.Error(err, "Leaving the membership")
 	}
-	time.Sleep(o.HandoverDelay)
+	time.Sleep(d.o.HandoverDelay)
 	logger.Info("Stopped")
-	return nil
 }
 
 // restConfig loads --kubeconfig, or the in-cluster configuration.
