@@ -37,9 +37,6 @@ type decoder struct {
 	errs Errors
 	// lines is the line of every path present in the file, by its text.
 	lines map[string]int
-	// given holds the paths that have a non-null value, for the defaults
-	// that differ between "absent" and "zero" (hold-time: 0s).
-	given map[string]bool
 	// bad holds the paths whose value was dropped because it had the wrong
 	// type; validation skips them so that one mistake gives one error.
 	bad map[string]bool
@@ -54,7 +51,6 @@ type decoder struct {
 func newDecoder() *decoder {
 	return &decoder{
 		lines: map[string]int{},
-		given: map[string]bool{},
 		bad:   map[string]bool{},
 	}
 }
@@ -274,7 +270,6 @@ func (d *decoder) walk(n *yaml.Node, v reflect.Value, path step) (set bool) {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return false
 	}
-	d.given[path.text] = true
 	t := v.Type()
 	if t == durationType {
 		if n.Kind != yaml.ScalarNode {

@@ -36,10 +36,9 @@ func Parse(data []byte) (*Config, error) {
 		d.walk(root, reflect.ValueOf(&cfg).Elem(), step{})
 	}
 	v := &validator{
-		c:     &cfg,
-		skip:  d.suppressed,
-		given: func(path string) bool { return d.given[path] },
-		room:  maxProblems - len(d.errs),
+		c:    &cfg,
+		skip: d.suppressed,
+		room: maxProblems - len(d.errs),
 	}
 	v.validate()
 	errs := d.errs

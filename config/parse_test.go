@@ -126,6 +126,10 @@ func TestDecodeErrors(t *testing.T) {
 		// A badly typed value gives one error, not a cascade of "must be set".
 		{"no cascade", "peers:\n- peer-address: [203.0.113.1]\n  peer-asn: x\n  my-asn: 64500\n",
 			[]string{`peers[0].peer-address: want a string, got a list (line 2)`, `peers[0].peer-asn: want a whole number, got "x" (line 3)`}},
+		// A dropped hold-time is not taken for 0s: keepalive-time is checked
+		// against the default, not reported as needing a non-zero hold-time.
+		{"no cascade from hold-time", okPeer + "  hold-time: 90\n  keepalive-time: 30s\n",
+			[]string{`peers[0].hold-time: "90" is not a duration like "90s": time: missing unit in duration "90" (line 6)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

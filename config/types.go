@@ -117,14 +117,15 @@ type Peer struct {
 	MyASN       uint32 `json:"my-asn"`
 	// PeerPort defaults to 179.
 	PeerPort uint16 `json:"peer-port,omitempty"`
-	// HoldTime defaults to 90s; 0s means no keepalives. Parse truncates it
-	// to whole seconds.
-	HoldTime Duration `json:"hold-time,omitempty"`
+	// HoldTime defaults to 90s; 0s means no keepalives, so absent (nil)
+	// differs from zero. Parse truncates it to whole seconds and sets it.
+	HoldTime *Duration `json:"hold-time,omitempty"`
 	// KeepaliveTime defaults to a third of HoldTime, in whole seconds.
-	KeepaliveTime Duration `json:"keepalive-time,omitempty"`
-	RouterID      string   `json:"router-id,omitempty"`
-	SourceAddress string   `json:"source-address,omitempty"`
-	Password      string   `json:"password,omitempty"`
+	// Parse sets it.
+	KeepaliveTime *Duration `json:"keepalive-time,omitempty"`
+	RouterID      string    `json:"router-id,omitempty"`
+	SourceAddress string    `json:"source-address,omitempty"`
+	Password      string    `json:"password,omitempty"`
 	// PasswordSecret takes the password from a Secret instead (extension).
 	PasswordSecret *SecretKeyRef  `json:"password-secret,omitempty"`
 	NodeSelectors  []NodeSelector `json:"node-selectors,omitempty"`

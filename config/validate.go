@@ -22,8 +22,6 @@ type validator struct {
 	// the decoder dropped: that value's problem is reported already, and
 	// one mistake gives one error.
 	skip func(path string) bool
-	// given says whether the path with this text has a value in the file.
-	given func(path string) bool
 	// errs are the problems found, the first room of them; dropped counts
 	// the rest.
 	errs          field.ErrorList
@@ -317,33 +315,33 @@ func (v *validator) peer(p *Peer, path *field.Path) {
 
 	// Like MetalLB, times are whole seconds, as on the wire.
 	hold := defaultHoldTime
-	if v.given(pathText(at("hold-time"))) {
-		hold = p.HoldTime.Truncate(time.Second)
+	if given := p.HoldTime; given != nil {
+		hold = given.Truncate(time.Second)
 		switch {
-		case p.HoldTime.Duration < 0:
-			v.errorf(at("hold-time"), "%q must not be negative", p.HoldTime)
-		case p.HoldTime.Duration > 0 && hold < minHoldTime:
-			v.errorf(at("hold-time"), "%q must be 0 (no keepalives) or at least 3s", p.HoldTime)
+		case given.Duration < 0:
+			v.errorf(at("hold-time"), "%q must not be negative", *given)
+		case given.Duration > 0 && hold < minHoldTime:
+			v.errorf(at("hold-time"), "%q must be 0 (no keepalives) or at least 3s", *given)
 		case hold > maxHoldTime:
-			v.errorf(at("hold-time"), "%q must be at most %s", p.HoldTime, maxHoldTime)
+			v.errorf(at("hold-time"), "%q must be at most %s", *given, maxHoldTime)
 		}
 	}
-	p.HoldTime.Duration = hold
+	p.HoldTime = &Duration{hold}
 	keepalive := hold / 3 / time.Second * time.Second
-	if v.given(pathText(at("keepalive-time"))) {
-		keepalive = p.KeepaliveTime.Truncate(time.Second)
+	if given := p.KeepaliveTime; given != nil {
+		keepalive = given.Truncate(time.Second)
 		switch {
-		case p.KeepaliveTime.Duration < 0:
-			v.errorf(at("keepalive-time"), "%q must not be negative", p.KeepaliveTime)
+		case given.Duration < 0:
+			v.errorf(at("keepalive-time"), "%q must not be negative", *given)
 		case hold == 0 && keepalive != 0:
-			v.errorf(at("keepalive-time"), "%q needs a non-zero hold-time", p.KeepaliveTime)
+			v.errorf(at("keepalive-time"), "%q needs a non-zero hold-time", *given)
 		case hold != 0 && keepalive == 0:
-			v.errorf(at("keepalive-time"), "%q must be at least 1s when hold-time is not 0", p.KeepaliveTime)
+			v.errorf(at("keepalive-time"), "%q must be at least 1s when hold-time is not 0", *given)
 		case hold != 0 && keepalive >= hold:
-			v.errorf(at("keepalive-time"), "%q must be less than hold-time (%s)", p.KeepaliveTime, hold)
+			v.errorf(at("keepalive-time"), "%q must be less than hold-time (%s)", *given, hold)
 		}
 	}
-	p.KeepaliveTime.Duration = keepalive
+	p.KeepaliveTime = &Duration{keepalive}
 
 	if p.RouterID != "" {
 		if ip, err := parseIP(strings.TrimSpace(p.RouterID)); err != nil {

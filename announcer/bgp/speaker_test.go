@@ -106,7 +106,7 @@ func testPeer(port int, peerASN uint32) config.Peer {
 	return config.Peer{
 		PeerAddress: "127.0.0.1", Address: netip.MustParseAddr("127.0.0.1"), PeerPort: uint16(port),
 		PeerASN: peerASN, MyASN: 64513,
-		HoldTime: config.Duration{Duration: 3 * time.Second}, KeepaliveTime: config.Duration{Duration: time.Second},
+		HoldTime: &config.Duration{Duration: 3 * time.Second}, KeepaliveTime: &config.Duration{Duration: time.Second},
 	}
 }
 
