@@ -195,9 +195,10 @@ func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, erro
 	current := a.held[svc.Key]
 	var chosen []netip.Addr
 	origins := make([]string, 0, 2) // one per family; kept on the stack
+	froms := make([]*pool, 0, 2)
 	var shortfall *Error
 	for i, f := range req.Families {
-		addr, origin, err := a.choose(&req, f, current)
+		addr, origin, from, err := a.choose(&req, f, current)
 		if err != nil {
 			if i == 0 || req.RequireAll {
 				return nil, nil, err
@@ -210,6 +211,7 @@ func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, erro
 		}
 		chosen = append(chosen, addr)
 		origins = append(origins, origin)
+		froms = append(froms, from)
 	}
 
 	for _, old := range current {
@@ -218,7 +220,7 @@ func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, erro
 		}
 	}
 	for i, addr := range chosen {
-		a.assign(svc, addr, origins[i])
+		a.assign(svc, addr, origins[i], froms[i])
 	}
 	a.held[svc.Key] = chosen
 	return a.assignments(chosen), shortfall, nil
@@ -226,8 +228,9 @@ func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, erro
 
 // choose picks the address of family f for req, and the pool it is given
 // from: the one the Service holds if the request still allows it, else the
-// requested one, else a shared or free one.
-func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.Addr, string, *Error) {
+// requested one, else a shared or free one. from is the pool that hands
+// out an address new to the Service, nil for one it keeps or joins.
+func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.Addr, string, *pool, *Error) {
 	svc := &req.Service
 	var want netip.Addr
 	for _, ip := range req.IPs {
@@ -248,26 +251,26 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 			if req.Pool != "" {
 				origin = req.Pool
 			}
-			return addr, origin, nil
+			return addr, origin, nil, nil
 		}
 	}
 	if want.IsValid() {
 		p, err := a.validNew(req, want)
 		if err != nil {
-			return netip.Addr{}, "", err
+			return netip.Addr{}, "", nil, err
 		}
-		return want, p.name(), nil
+		return want, p.name(), p, nil
 	}
 
 	candidates, err := a.candidatePools(req, f)
 	if err != nil {
-		return netip.Addr{}, "", err
+		return netip.Addr{}, "", nil, err
 	}
 	// A Service with a sharing key joins an address already shared under
 	// that key before it takes a fresh one.
 	if svc.SharingKey != "" {
 		if addr, ok := a.findShared(svc, f, candidates); ok {
-			return addr, a.inUse[addr].pool.name(), nil
+			return addr, a.inUse[addr].pool.name(), nil, nil
 		}
 	}
 	free := func(x netip.Addr) bool {
@@ -283,14 +286,14 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 	}
 	for _, p := range candidates {
 		if addr, ok := p.nextFree(f, free); ok {
-			return addr, p.name(), nil
+			return addr, p.name(), p, nil
 		}
 	}
 	names := make([]string, len(candidates))
 	for i, p := range candidates {
 		names[i] = fmt.Sprintf("%q", p.name())
 	}
-	return netip.Addr{}, "", errorf(ReasonPoolExhausted,
+	return netip.Addr{}, "", nil, errorf(ReasonPoolExhausted,
 		"no free %s address for service %s: pool %s exhausted", f, svc.Key, strings.Join(names, ", "))
 }
 
@@ -433,18 +436,25 @@ func (a *Allocator) containing(addr netip.Addr) *pool {
 
 // assign records that svc holds addr, given from the pool named origin;
 // "" means the pool that contains it, if any (for an address taken from
-// status, whose origin is not known).
-func (a *Allocator) assign(svc *Service, addr netip.Addr, origin string) {
+// status, whose origin is not known). from is the pool of the config in
+// effect that hands addr out, when the caller knows it (choose found addr
+// there, assignable); nil means looking it up.
+func (a *Allocator) assign(svc *Service, addr netip.Addr, origin string, from *pool) {
 	use := a.inUse[addr]
 	if use == nil {
 		use = &ipUse{users: make(map[string]*holder, 1)}
-		if p := a.containing(addr); p != nil {
+		p, gives := from, from != nil
+		if p == nil {
+			p = a.containing(addr)
+			gives = p != nil && (!p.cfg.AvoidBuggyIPs || p.cfg.Assignable(addr))
+		}
+		if p != nil {
 			use.last = p.cfg
-			if !p.cfg.AvoidBuggyIPs || p.cfg.Assignable(addr) {
-				use.pool = p
-				p.used[FamilyOf(addr)]++
-				p.cursor[FamilyOf(addr)] = addr
-			}
+		}
+		if gives {
+			use.pool = p
+			p.used[FamilyOf(addr)]++
+			p.cursor[FamilyOf(addr)] = addr
 		}
 		a.inUse[addr] = use
 	}
@@ -571,7 +581,7 @@ func (a *Allocator) Restore(svc Service, pin string, addrs []netip.Addr) error {
 				continue
 			}
 		}
-		a.assign(&svc, addr, pin)
+		a.assign(&svc, addr, pin, nil)
 		kept = append(kept, addr)
 	}
 	a.held[svc.Key] = kept
@@ -623,7 +633,7 @@ func (a *Allocator) Settle(addr netip.Addr, keeper Service, pin string, losers [
 	} else {
 		next = append(next, addr)
 	}
-	a.assign(&keeper, addr, pin)
+	a.assign(&keeper, addr, pin, nil)
 	a.held[keeper.Key] = next
 	return nil
 }
