@@ -238,7 +238,7 @@ fi
 
 total_start=${SECONDS}
 log "building ${todo[*]} into ${OUT_DIR}"
-log "on empty Go caches this is the longest step of a first run (README.md, \"How long the first run takes\"); progress every ${PROGRESS_INTERVAL:-20}s"
+log "on empty Go caches this is the longest step of a first run (test/demo/README.md, \"How long the first run takes\"); progress every ${PROGRESS_INTERVAL:-20}s"
 
 # One `go build` per module: the shared packages compile once, and while one
 # binary links the other core compiles for the next. (The binaries of one
