@@ -346,6 +346,8 @@ func TestFindServable(t *testing.T) {
 		{"a requested address outside the pools", []*corev1.Service{svc("w", withAnn(annIPs, "192.0.2.200"))}, nil},
 		{"a requested address of the wrong family", []*corev1.Service{svc("w", withAnn(annIPs, "2001:db8:c4a0::1"))}, nil},
 		{"a PreferDualStack Service lacking the free second family", []*corev1.Service{svc("w", dual, withStatus("192.0.2.1"))}, []string{"w second"}},
+		{"a PreferDualStack Service asking for an address no pool has", []*corev1.Service{svc("w", dual, withAnn(annIPs, "192.0.2.200"), withStatus("192.0.2.1"))}, nil},
+		{"a PreferDualStack Service asking for a free address of its family", []*corev1.Service{svc("w", dual, withAnn(annIPs, "192.0.2.3"), withStatus("192.0.2.1"))}, []string{"w second"}},
 		{"a PreferDualStack Service with both", []*corev1.Service{svc("w", dual, withStatus("192.0.2.1", "2001:db8:c4a0::1"))}, nil},
 		{"a ClusterIP Service waits for nothing", []*corev1.Service{svc("w", withType(corev1.ServiceTypeClusterIP))}, nil},
 	}

@@ -696,6 +696,15 @@ func findServable(svcs []corev1.Service, cfg *cloudConfig) []servable {
 			if have[0].Is4() != primary {
 				continue
 			}
+			// A request for another address of the family it holds that
+			// cannot be given (outside every pool, in another pool, in
+			// use) fails the whole Ensure: the CCM keeps what the Service
+			// has and adds nothing, so the second family is not owed.
+			if want, ok := v.requested(primary); ok && want != have[0] {
+				if _, ok := freeFor(v, primary); !ok {
+					continue
+				}
+			}
 			if a, ok := freeFor(v, !primary); ok {
 				out = append(out, servable{Name: s.Name, Why: "PreferDualStack with one family only", Have: have, Free: a, SecondFamily: true})
 			}
