@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/ccm"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 )
@@ -172,9 +173,6 @@ func resultsHeader() string {
 		}
 		fmt.Fprintf(&b, "# commit: %s\n", commit)
 	}
-	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
-		f := strings.Fields(string(la))
-		fmt.Fprintf(&b, "# load:   %s (1, 5, 15 min, at the end; the machine is shared)\n", strings.Join(f[:min(3, len(f))], " "))
-	}
+	fmt.Fprintf(&b, "# load:   %s (1, 5, 15 min, at the end; the machine is shared)\n", benchutil.LoadAvg())
 	return b.String()
 }

@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/controlplane"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
@@ -338,14 +337,6 @@ func roundAll(ds []time.Duration) []time.Duration {
 func writeBench(b *testing.B, name, text string) {
 	b.Helper()
 	b.Log("\n" + text)
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	header := fmt.Sprintf("# bgp-%s: %s\n# measured %s on %s (%d CPUs shared), load average at start %s\n# FRR in the router namespace, 3 announcers (bin built from this tree), control plane %s\n\n",
-		name, b.Name(), time.Now().UTC().Format(time.RFC3339), host, numCPU(), benchutil.LoadAvg(), controlplane.KubernetesVersion)
-	if err := os.WriteFile(filepath.Join(root, "bench", "results", "bgp-"+name+".txt"), []byte(header+text), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	setup := fmt.Sprintf("%d CPUs shared; FRR in the router namespace, 3 announcers (bin built from this tree)", numCPU())
+	benchutil.WriteResult(b, "bgp-"+name, "at start "+benchutil.LoadAvg(), setup, text)
 }
