@@ -100,6 +100,14 @@ type holder struct {
 	// address restored from status, the pool the Service is pinned to by
 	// its address-pool annotation (else the pool containing it then).
 	origin string
+	// clashes is set by Restore when the Service's ports or traffic policy
+	// clash with those of a Service restored before it under the same
+	// sharing key. Only a spec edit that Ensure refused, while the Service
+	// kept the address, leaves status like that; before the restart the
+	// allocator still knew the spec it last accepted. The address stays the
+	// Service's, and other holders are not judged against it, so they keep
+	// it as they did before the restart; its own next Ensure is (see keeps).
+	clashes bool
 }
 
 // ipUse records who holds one address. All users of a shared address have
@@ -200,7 +208,9 @@ func (a *Allocator) EnsureWithShortfall(req Request) ([]Assignment, *Error, erro
 	for i, f := range req.Families {
 		addr, origin, from, err := a.choose(&req, f, current)
 		if err != nil {
-			if i == 0 || req.RequireAll {
+			// A refusal that keeps a held address fails the whole
+			// request, so that a secondary family's address is not dropped.
+			if i == 0 || req.RequireAll || err.keeps {
 				return nil, nil, err
 			}
 			// PreferDualStack: the secondary family is best effort.
@@ -244,7 +254,11 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 		}
 		use := a.inUse[addr]
 		h := use.users[svc.Key]
-		if a.keeps(req, addr, use, h) == nil {
+		moves, err := a.keeps(req, addr, use, h)
+		if err != nil && !moves {
+			return netip.Addr{}, "", nil, err
+		}
+		if err == nil {
 			// A Service now pinned to the pool containing its address holds
 			// it as that pool's from now on.
 			origin := h.origin
@@ -305,12 +319,27 @@ func (a *Allocator) choose(req *Request, f Family, current []netip.Addr) (netip.
 // and restrictions are not checked: a config edit never takes an address
 // away (such an address is retained). The requested-IP and family checks
 // are made by choose.
-func (a *Allocator) keeps(req *Request, addr netip.Addr, use *ipUse, h *holder) *Error {
+//
+// moves says what the refusal means. A requested pool or a new sharing key
+// asks for another address, so the Service moves to one. Ports or a traffic
+// policy that clash with the other holders' do not: the request is refused
+// and the Service keeps its address, so that a port typo never moves a
+// working address, and the refusal reads the same after a restart, when
+// Restore cannot tell which of two clashing holders was edited last.
+func (a *Allocator) keeps(req *Request, addr netip.Addr, use *ipUse, h *holder) (moves bool, err *Error) {
 	svc := &req.Service
 	if req.Pool != "" && h.origin != req.Pool && (use.pool == nil || use.pool.name() != req.Pool) {
-		return errorf(ReasonNotInPool, "IP %s of service %s is not from the requested pool %q", addr, svc.Key, req.Pool)
+		return true, errorf(ReasonNotInPool, "IP %s of service %s is not from the requested pool %q", addr, svc.Key, req.Pool)
 	}
-	return compatible(svc, addr, use)
+	if err := sameSharingKey(svc, addr, use); err != nil {
+		return true, err
+	}
+	if err := fits(svc, addr, use, true); err != nil {
+		err.Msg += "; it keeps the address until its spec no longer clashes"
+		err.keeps = true
+		return false, err
+	}
+	return false, nil
 }
 
 // validNew returns the pool that can give addr, which the Service does not
@@ -401,6 +430,15 @@ func (a *Allocator) findShared(svc *Service, f Family, pools []*pool) (netip.Add
 
 // compatible reports why svc may not share addr with its current users.
 func compatible(svc *Service, addr netip.Addr, use *ipUse) *Error {
+	if err := sameSharingKey(svc, addr, use); err != nil {
+		return err
+	}
+	return fits(svc, addr, use, false)
+}
+
+// sameSharingKey reports why svc may not share addr with its current users
+// because of its allow-shared-ip key.
+func sameSharingKey(svc *Service, addr netip.Addr, use *ipUse) *Error {
 	for key, other := range use.users {
 		if key == svc.Key {
 			continue
@@ -408,6 +446,20 @@ func compatible(svc *Service, addr netip.Addr, use *ipUse) *Error {
 		if svc.SharingKey == "" || other.svc.SharingKey != svc.SharingKey {
 			return errorf(ReasonIPInUse, "IP %s is already used by service %s and the allow-shared-ip keys do not match (%q vs %q)",
 				addr, key, svc.SharingKey, other.svc.SharingKey)
+		}
+	}
+	return nil
+}
+
+// fits reports why svc, whose sharing key matches, may not share addr with
+// its current users because of its ports or traffic policy. With
+// skipClashing, a holder restored in clash with the others is not judged
+// against (see holder.clashes): that is for a holder keeping the address;
+// a Service newly joining it must fit every holder's spec.
+func fits(svc *Service, addr netip.Addr, use *ipUse, skipClashing bool) *Error {
+	for key, other := range use.users {
+		if key == svc.Key || (skipClashing && other.clashes) {
+			continue
 		}
 		for _, p := range svc.Ports {
 			for _, q := range other.svc.Ports {
@@ -462,7 +514,7 @@ func (a *Allocator) assign(svc *Service, addr netip.Addr, origin string, from *p
 		origin = use.last.Name
 	}
 	if h := use.users[svc.Key]; h != nil {
-		h.svc, h.origin = *svc, origin
+		h.svc, h.origin, h.clashes = *svc, origin, false
 	} else {
 		use.users[svc.Key] = &holder{svc: *svc, origin: origin}
 	}
@@ -559,10 +611,14 @@ func (a *Allocator) assignments(addrs []netip.Addr) []Assignment {
 // status after a restart. pin is its address-pool annotation, taken as the
 // pool the addresses were given from. An address no pool can give any more
 // is kept all the same, as retained: a restart must not move an address
-// that a config edit did not. Skipped, and reported, are a second address
-// of one family and an address that clashes with a Service restored before
-// it; the next Ensure for the Service then finds it a valid address. Call it
-// for Services in creation order, so the oldest claim to an address wins.
+// that a config edit did not. So is an address shared under the same key
+// with a Service restored before it whose ports or traffic policy now clash
+// (a spec edit refused before the restart; see holder.clashes). Skipped,
+// and reported, are a second address of one family and an address a
+// Service restored before it holds under another sharing key (a duplicate,
+// which only a fault can cause); the next Ensure for the Service then finds
+// it a valid address. Call it for Services in creation order, so the oldest
+// claim to an address wins.
 func (a *Allocator) Restore(svc Service, pin string, addrs []netip.Addr) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -575,13 +631,16 @@ func (a *Allocator) Restore(svc Service, pin string, addrs []netip.Addr) error {
 			}
 			continue
 		}
+		clashes := false
 		if use := a.inUse[addr]; use != nil {
-			if err := compatible(&svc, addr, use); err != nil {
+			if err := sameSharingKey(&svc, addr, use); err != nil {
 				errs = append(errs, err.Error())
 				continue
 			}
+			clashes = fits(&svc, addr, use, false) != nil
 		}
 		a.assign(&svc, addr, pin, nil)
+		a.inUse[addr].users[svc.Key].clashes = clashes
 		kept = append(kept, addr)
 	}
 	a.held[svc.Key] = kept

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -442,5 +443,129 @@ func TestSharingKeyChange(t *testing.T) {
 	three.Ports = []Port{{"UDP", 54}}
 	if got, err := a.Ensure(req4(three)); err != nil || got[0].IP == first[0].IP {
 		t.Fatalf("old key still joins: %v, %v", got, err)
+	}
+}
+
+// TestSharedPortClash covers a Service sharing an address whose spec comes
+// to clash with its partner's ports: refused, never moved, before and after
+// a restart (the chaos soak of issue 9 found restarts dropped such holders).
+func TestSharedPortClash(t *testing.T) {
+	shared := func(key, sharing string, port int32) Service {
+		s := svc(key)
+		s.SharingKey = sharing
+		s.Ports = []Port{{"TCP", port}}
+		return s
+	}
+	ip := netip.MustParseAddr("203.0.113.0")
+	v6 := netip.MustParseAddr("2001:db8::")
+	pools := []config.Pool{mkPool("p", "203.0.113.0/28"), mkPool("v6", "2001:db8::/124")}
+	clashing := func(key string) Service { return shared(key, "k", 80) }
+	cases := []struct {
+		name string
+		// restored lists Services restored from status onto ip, in
+		// creation order; empty means the holders got it through Ensure.
+		restored []Service
+		req      Request
+		wantErr  bool
+		wantHeld []netip.Addr
+	}{
+		{
+			name:     "live: an edit that clashes is refused and keeps the address",
+			req:      req4(clashing("a/two")),
+			wantErr:  true,
+			wantHeld: []netip.Addr{ip, v6},
+		},
+		{
+			name: "live: a dual-stack edit that clashes keeps both families",
+			// IPv6 first, so the clash is on the secondary family, which
+			// PreferDualStack would otherwise give up.
+			req:      Request{Service: clashing("a/two"), Families: []Family{IPv6, IPv4}},
+			wantErr:  true,
+			wantHeld: []netip.Addr{ip, v6},
+		},
+		{
+			name:     "live: the partner is still judged on the accepted spec",
+			req:      req4(shared("a/one", "k", 80)),
+			wantHeld: []netip.Addr{ip},
+		},
+		{
+			name:     "restart: the younger clashing holder is restored and refused",
+			restored: []Service{shared("a/one", "k", 80), clashing("a/two")},
+			req:      req4(clashing("a/two")),
+			wantErr:  true,
+			wantHeld: []netip.Addr{ip},
+		},
+		{
+			name:     "restart: the older holder keeps it without error",
+			restored: []Service{shared("a/one", "k", 80), clashing("a/two")},
+			req:      req4(shared("a/one", "k", 80)),
+			wantHeld: []netip.Addr{ip},
+		},
+		{
+			name:     "restart: the edited holder was older; the younger is refused, not moved",
+			restored: []Service{clashing("a/two"), shared("a/one", "k", 80)},
+			req:      req4(shared("a/one", "k", 80)),
+			wantErr:  true,
+			wantHeld: []netip.Addr{ip},
+		},
+		{
+			name:     "restart: fixing the ports clears the clash",
+			restored: []Service{shared("a/one", "k", 80), clashing("a/two")},
+			req:      req4(shared("a/two", "k", 82)),
+			wantHeld: []netip.Addr{ip},
+		},
+		{
+			name:     "a new sharing key still moves the Service",
+			req:      req4(shared("a/two", "other", 81)),
+			wantHeld: []netip.Addr{netip.MustParseAddr("203.0.113.1")},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := New(pools)
+			if len(tc.restored) == 0 {
+				for _, r := range []Request{
+					{Service: shared("a/one", "k", 80), Families: []Family{IPv4}, RequireAll: true, IPs: []netip.Addr{ip}},
+					{Service: shared("a/two", "k", 81), Families: []Family{IPv4, IPv6}, RequireAll: true},
+				} {
+					if _, err := a.Ensure(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for _, s := range tc.restored {
+				if err := a.Restore(s, "", []netip.Addr{ip}); err != nil {
+					t.Fatalf("Restore %s: %v", s.Key, err)
+				}
+			}
+			key := tc.req.Service.Key
+			got, err := a.Ensure(tc.req)
+			if gotErr := err != nil; gotErr != tc.wantErr {
+				t.Fatalf("Ensure = %v, %v; want error %v", got, err, tc.wantErr)
+			}
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) || e.Reason != ReasonIPInUse || !strings.Contains(e.Msg, "port 80/TCP") {
+					t.Fatalf("error %v does not name the clashing port", err)
+				}
+			}
+			if held := a.Held()[key]; !slices.Equal(held, tc.wantHeld) {
+				t.Fatalf("%s holds %v, want %v", key, held, tc.wantHeld)
+			}
+			if !slices.Contains(a.Held()["a/one"], ip) {
+				t.Fatalf("a/one lost %s: %v", ip, a.Held()["a/one"])
+			}
+		})
+	}
+	// A Service newly joining the address is judged against every holder,
+	// the clashing one included.
+	a := New(pools)
+	for _, s := range []Service{shared("a/one", "k", 80), shared("a/two", "k", 80)} {
+		if err := a.Restore(s, "", []netip.Addr{ip}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Ensure(Request{Service: shared("a/three", "k", 80), Families: []Family{IPv4}, RequireAll: true, IPs: []netip.Addr{ip}}); err == nil {
+		t.Fatal("a third Service joined with a clashing port")
 	}
 }

@@ -30,7 +30,10 @@
 //     pool, and sharing (sharing key, ports, traffic policy). A requested
 //     pool matches when it names the pool the address was given from (its
 //     "origin", recorded per holder) or the pool containing it now, so
-//     swapping two pools' ranges moves no pinned Service.
+//     swapping two pools' ranges moves no pinned Service. A requested pool
+//     or a new sharing key moves the Service; ports or a traffic policy
+//     that clash with the other holders' are refused, and it keeps the
+//     address (a port typo must not move a working address).
 //
 // An address in use that the config in effect would not give its holders
 // today is "retained": it stays with them, is never handed to anyone else

@@ -22,6 +22,9 @@ const (
 type Error struct {
 	Reason Reason
 	Msg    string
+	// keeps: the request was refused and the Service keeps the address it
+	// holds (see Allocator.keeps).
+	keeps bool
 }
 
 func (e *Error) Error() string { return e.Msg }

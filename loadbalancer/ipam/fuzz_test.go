@@ -93,6 +93,15 @@ type fuzzModel struct {
 	// last is each Service's last request that Ensure met; nil when its
 	// addresses came from a status claim instead.
 	last map[string]*Request
+	// asked is each Service's spec as last asked for, met or refused. A
+	// restart restores from the spec, so a refused edit of ports or traffic
+	// policy reaches Restore (a refused sharing-key edit is left out: after
+	// a restart it cannot be told from a duplicate, which Restore refuses).
+	asked map[string]Service
+	// mayRefuse marks Services whose unchanged request may be refused after
+	// a restart, because the spec of a co-holder restored before them now
+	// clashes with theirs. They keep their address all the same.
+	mayRefuse map[string]bool
 }
 
 // FuzzAllocatorOperations drives random sequences of Ensure, Release,
@@ -108,7 +117,8 @@ func FuzzAllocatorOperations(f *testing.F) {
 	f.Add([]byte("\x00\x01\x05\x03\x00\x00\x02\x05\x03\x00\x03\x04\x04\x00\x00\x01\x05\x03\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzInput{b: data}
-		m := &fuzzModel{cfg: fuzzConfigs[0], svcs: map[string]Service{}, last: map[string]*Request{}}
+		m := &fuzzModel{cfg: fuzzConfigs[0], svcs: map[string]Service{}, last: map[string]*Request{},
+			asked: map[string]Service{}, mayRefuse: map[string]bool{}}
 		a := New(m.cfg)
 		for step := 0; len(in.b) > 0 && step < 300; step++ {
 			before := a.Held()
@@ -124,7 +134,8 @@ func FuzzAllocatorOperations(f *testing.F) {
 				}
 				what = fmt.Sprintf("Ensure %+v", req)
 				got, err := a.Ensure(req)
-				if err != nil && len(before[key]) > 0 && sameRequest(m.last[key], &req) {
+				m.asked[key] = req.Service
+				if err != nil && len(before[key]) > 0 && sameRequest(m.last[key], &req) && !m.mayRefuse[key] {
 					t.Fatalf("step %d %s: an unchanged request failed (%v); it held %v", step, what, err, before[key])
 				}
 				if err != nil {
@@ -143,12 +154,15 @@ func FuzzAllocatorOperations(f *testing.F) {
 				}
 				m.svcs[key] = req.Service
 				m.last[key] = &req
+				delete(m.mayRefuse, key)
 				checkOthersUnchanged(t, step, what, key, before, a.Held())
 			case 2:
 				what = "Release " + key
 				a.Release(key)
 				delete(m.svcs, key)
 				delete(m.last, key)
+				delete(m.asked, key)
+				delete(m.mayRefuse, key)
 				checkOthersUnchanged(t, step, what, key, before, a.Held())
 				if _, ok := a.Held()[key]; ok {
 					t.Fatalf("step %d %s: still holds %v", step, what, a.Held()[key])
@@ -178,6 +192,7 @@ func FuzzAllocatorOperations(f *testing.F) {
 				}
 				what = fmt.Sprintf("Restore %s %v", key, addrs)
 				_ = a.Restore(req.Service, req.Pool, addrs)
+				m.asked[key] = req.Service
 				if len(a.Held()[key]) > 0 {
 					m.svcs[key] = req.Service
 				}
@@ -224,7 +239,9 @@ func FuzzAllocatorOperations(f *testing.F) {
 }
 
 // restart builds a new allocator from the holdings, as a restarted CCM does
-// from Services' status, in creation (here: key) order.
+// from Services' status, in creation (here: key) order. Each Service is
+// restored with the ports and traffic policy its spec last asked for, which
+// may clash with a co-holder's after a refused edit.
 func restart(t *testing.T, m *fuzzModel, held map[string][]netip.Addr) *Allocator {
 	a := New(m.cfg)
 	for _, key := range slices.Sorted(maps.Keys(held)) {
@@ -232,8 +249,25 @@ func restart(t *testing.T, m *fuzzModel, held map[string][]netip.Addr) *Allocato
 		if r := m.last[key]; r != nil {
 			pin = r.Pool
 		}
-		if err := a.Restore(m.svcs[key], pin, held[key]); err != nil {
+		s := m.svcs[key]
+		if asked, ok := m.asked[key]; ok {
+			s.Ports, s.LocalTraffic, s.Selector = asked.Ports, asked.LocalTraffic, asked.Selector
+		}
+		if err := a.Restore(s, pin, held[key]); err != nil {
 			t.Fatalf("restart: %v", err)
+		}
+		m.svcs[key] = s
+	}
+	for _, addrs := range held {
+		for _, x := range addrs {
+			use := a.inUse[x]
+			for k1 := range use.users {
+				for k2, h2 := range use.users {
+					if k1 != k2 && fits(&h2.svc, x, &ipUse{users: map[string]*holder{k1: use.users[k1]}}, false) != nil {
+						m.mayRefuse[k1], m.mayRefuse[k2] = true, true
+					}
+				}
+			}
 		}
 	}
 	return a
