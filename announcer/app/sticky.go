@@ -16,11 +16,20 @@ import (
 type claimingLayer2 struct {
 	*layer2.Announcer
 	members atomic.Pointer[membership.Membership]
+	// held is what the controller's pass holds without announcing it;
+	// set before SetAnnouncements, by the same goroutine.
+	held []netip.Addr
 }
 
-// SetAnnouncements announces, then claims what it announces: a claim
-// never goes out before the node answers for it, and the others learn it
-// within a TCP round trip.
+// SetHeldClaims sets the IPs this node holds without announcing them,
+// published with the next SetAnnouncements.
+func (c *claimingLayer2) SetHeldClaims(ips []netip.Addr) {
+	c.held = ips
+}
+
+// SetAnnouncements announces, then claims what it announces and what it
+// holds: a claim never goes out before the node answers for it, and the
+// others learn it within a TCP round trip.
 func (c *claimingLayer2) SetAnnouncements(m map[netip.Addr]announcer.Announcement) error {
 	err := c.Announcer.SetAnnouncements(m)
 	if ms := c.members.Load(); ms != nil {
@@ -28,7 +37,7 @@ func (c *claimingLayer2) SetAnnouncements(m map[netip.Addr]announcer.Announcemen
 		for ip := range m {
 			ips = append(ips, ip)
 		}
-		ms.SetClaims(ips)
+		ms.SetClaims(ips, c.held)
 	}
 	return err
 }

@@ -133,7 +133,10 @@ type Controller struct {
 	// State of the reconcile goroutine only.
 	defaultInterface string
 	announced        map[netip.Addr]announcer.Announcement
-	owners           map[netip.Addr]string
+	// held are the IPs this node held without announcing them after the
+	// last pass, with sticky owners (package owner, "Held claims").
+	held   map[netip.Addr]bool
+	owners map[netip.Addr]string
 	// counts are how many IPs each announcer announced after the last
 	// pass.
 	counts   map[config.Protocol]int
@@ -377,11 +380,13 @@ func (c *Controller) reconcile(logger klog.Logger, members Members) {
 		view:             g.view,
 		verdict:          &g.verdict,
 		announced:        c.announced,
+		held:             c.held,
 		settled:          g.settled,
 		claims:           g.claims,
 		rebalance:        g.rebalance,
 	}
 	decisions, mine := decide(snap)
+	c.held = publishHeld(c.cfg.Announcers[config.Layer2], decisions)
 	want := map[config.Protocol]map[netip.Addr]announcer.Announcement{config.Layer2: mine}
 	if c.cfg.Announcers[config.BGP] != nil {
 		want[config.BGP] = decideBGP(snap)

@@ -47,6 +47,9 @@ type snapshot struct {
 	// keeps those while it may claim; others it takes over only in a
 	// settled pool.
 	announced map[netip.Addr]announcer.Announcement
+	// held are the IPs this node held without announcing them after the
+	// last pass (sticky.go).
+	held map[netip.Addr]bool
 	// settled says whether this node may take over IPs of the pool
 	// definition fp now (see Controller.settle).
 	settled func(fp uint32) bool
@@ -70,6 +73,9 @@ type ipDecision struct {
 	disagree bool
 	// held says why this node, the owner, does not announce the IP.
 	held string
+	// holdsClaim: this node, the owner, holds the IP back but keeps its
+	// claim, which it had at the last pass (package owner, "Held claims").
+	holdsClaim bool
 	// candidates are the nodes the owner was chosen from.
 	candidates []string
 }
@@ -173,7 +179,7 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 		d.disagree = pc.disagree
 		_, before := s.announced[ip]
 		d.candidates = candidates(s, d, pc.names)
-		o := owner.Decide(owner.Input{IP: ip, Self: s.self, Candidates: d.candidates, Announced: before, Others: s.claims})
+		o := owner.Decide(owner.Input{IP: ip, Self: s.self, Candidates: d.candidates, Announced: before, Held: s.held[ip], Others: s.claims})
 		d.owner = o.Owner
 		if d.owner != s.self {
 			continue
@@ -181,12 +187,13 @@ func decide(s snapshot) (map[netip.Addr]*ipDecision, map[netip.Addr]announcer.An
 		switch {
 		case s.verdict != nil && !s.verdict.Claim:
 			d.held = heldNoQuorum
-			continue
 		case !before && s.settled != nil && !s.settled(pc.fp):
 			d.held = heldSettling
-			continue
 		case o.Wait:
 			d.held = heldClaims
+		}
+		if d.held != "" {
+			d.holdsClaim = before || s.held[ip]
 			continue
 		}
 		ifaces := d.pool.Interfaces

@@ -32,6 +32,30 @@ func (c *Controller) SetStickyOwners(on bool) {
 	c.guard.sticky = on
 }
 
+// heldClaimer is a layer 2 announcer that publishes, with its next
+// announcements, the IPs this node holds without announcing them.
+type heldClaimer interface {
+	SetHeldClaims(ips []netip.Addr)
+}
+
+// publishHeld hands a, when it publishes claims, the IPs of decisions
+// that this node holds back but keeps its claim to, and returns them for
+// the next pass's snapshot.
+func publishHeld(a announcer.Announcer, decisions map[netip.Addr]*ipDecision) map[netip.Addr]bool {
+	held := map[netip.Addr]bool{}
+	var ips []netip.Addr
+	for ip, d := range decisions {
+		if d.holdsClaim {
+			held[ip] = true
+			ips = append(ips, ip)
+		}
+	}
+	if hc, ok := a.(heldClaimer); ok {
+		hc.SetHeldClaims(ips)
+	}
+	return held
+}
+
 // rebalance withdraws from mine, at most, the one IP that owner.Release
 // picks, among those this node announced before the pass, when the
 // records of every candidate of those IPs are known. It returns the IP,

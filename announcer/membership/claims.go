@@ -2,7 +2,6 @@ package membership
 
 import (
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -71,13 +70,14 @@ func encodeClaims(r owner.Record) []byte {
 	return append([]byte{claimNotice}, b...)
 }
 
-// SetClaims publishes the IPs this node announces, if they changed: the
-// others learn them within a TCP round trip.
-func (m *Membership) SetClaims(ips []netip.Addr) {
+// SetClaims publishes the IPs this node announces, and those it holds
+// without announcing them (package owner, "Held claims"), if they
+// changed: the others learn them within a TCP round trip.
+func (m *Membership) SetClaims(ips, held []netip.Addr) {
 	c := m.claims
 	c.mu.Lock()
-	r := owner.NewRecord(m.name, c.generation, c.own.Seq+1, ips)
-	if slices.Equal(r.IPs, c.own.IPs) {
+	r := owner.NewRecord(m.name, c.generation, c.own.Seq+1, ips).WithHeld(held)
+	if r.Same(c.own) {
 		c.mu.Unlock()
 		return
 	}

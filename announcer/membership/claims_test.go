@@ -16,13 +16,18 @@ func claimed(m *Membership, node, ip string) (claims, known bool) {
 // a node that leaves is forgotten, and its next process's record counts.
 func TestClaimsTravel(t *testing.T) {
 	port, ms := threeNodes(t)
-	ms[1].SetClaims([]netip.Addr{netip.MustParseAddr("203.0.113.200")})
+	ms[1].SetClaims([]netip.Addr{netip.MustParseAddr("203.0.113.200")}, nil)
 	for _, m := range []*Membership{ms[0], ms[2]} {
 		eventually(t, "node2's claim on "+m.name, func() bool {
 			c, k := claimed(m, "node2", "203.0.113.200")
 			return c && k
 		})
 	}
+	// A held claim travels the same way (package owner, "Held claims").
+	ms[2].SetClaims(nil, []netip.Addr{netip.MustParseAddr("203.0.113.201")})
+	eventually(t, "node3's held claim on node1", func() bool {
+		return ms[0].Claims().Holds("node3", netip.MustParseAddr("203.0.113.201"))
+	})
 	// Every node has sent at least its empty record to the others.
 	eventually(t, "node1's and node3's empty records on node2", func() bool {
 		_, k1 := claimed(ms[1], "node1", "203.0.113.200")
@@ -44,7 +49,7 @@ func TestClaimsTravel(t *testing.T) {
 
 	// node2 comes back: its Join returns with the others' records.
 	again := start(t, "node2", "127.0.0.2", port, "s3cret")
-	ms[2].SetClaims([]netip.Addr{netip.MustParseAddr("203.0.113.201")})
+	ms[2].SetClaims([]netip.Addr{netip.MustParseAddr("203.0.113.201")}, nil)
 	eventually(t, "node3's claim on node1", func() bool {
 		c, _ := claimed(ms[0], "node3", "203.0.113.201")
 		return c
@@ -70,9 +75,9 @@ func TestClaimsTravel(t *testing.T) {
 func TestSetClaimsUnchangedSendsNothing(t *testing.T) {
 	_, ms := threeNodes(t)
 	ip := []netip.Addr{netip.MustParseAddr("203.0.113.200")}
-	ms[0].SetClaims(ip)
+	ms[0].SetClaims(ip, nil)
 	seq := ms[0].claims.own.Seq
-	ms[0].SetClaims([]netip.Addr{netip.MustParseAddr("::ffff:203.0.113.200")})
+	ms[0].SetClaims([]netip.Addr{netip.MustParseAddr("::ffff:203.0.113.200")}, nil)
 	if got := ms[0].claims.own.Seq; got != seq {
 		t.Errorf("the same claims in another form bumped seq from %d to %d", seq, got)
 	}
@@ -83,7 +88,7 @@ func TestSetClaimsUnchangedSendsNothing(t *testing.T) {
 // sends nothing) asks for it when the member is back, and gets it.
 func TestClaimRequestIsAnswered(t *testing.T) {
 	_, ms := threeNodes(t)
-	ms[1].SetClaims([]netip.Addr{netip.MustParseAddr("203.0.113.200")})
+	ms[1].SetClaims([]netip.Addr{netip.MustParseAddr("203.0.113.200")}, nil)
 	eventually(t, "node2's claim on node3", func() bool {
 		c, _ := claimed(ms[2], "node2", "203.0.113.200")
 		return c

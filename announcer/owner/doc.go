@@ -115,15 +115,34 @@
 // thresholds. 5,000 IPs over three nodes, one back empty, take hours to
 // even out, which is the point: each step breaks one IP's connections.
 //
-// # Known gap
+// # Held claims
 //
-// A claim is what a node announces, and a node that the split-brain guard
-// holds back (a contact lapse on a loaded machine) announces nothing, so
-// for that moment it claims nothing and the rendezvous winner, a returned
-// node included, takes the IP: a failback after all. The lab run of
-// TestNoFailbackWhenTheOwnerReturns at load 58 on 2 cores showed exactly
-// that. The fix is to claim what a node owns, held back or not (the
-// guard's silence already keeps the others from taking a live holder's
-// IPs), and to let Input.Announced mean "claimed at the last pass"; until
-// then --layer2-sticky-owners stays hidden and the lab test skipped.
+// A node that the split-brain guard holds back (a contact lapse on a
+// loaded machine) announces nothing for that moment; so does a node
+// waiting out a settle time. If its claims were only what it announces, a
+// returned node, the rendezvous winner, would take its IPs in that moment:
+// a failback after all (the first lab run of
+// TestNoFailbackWhenTheOwnerReturns, at load 58 on 2 cores, showed exactly
+// that). So a record also carries Held: the IPs the node claimed at its
+// last pass, announced or held, that it still owns but holds back now. A
+// node never adds an IP to Held that it did not claim before, and drops it
+// once another node's claim wins or it stops owning it.
+//
+// Held claims rank below announced ones: the claimants of rule 2 are the
+// candidates that announce the IP, and only when there are none, the
+// candidates that hold it. That keeps the two cases apart:
+//
+//   - A live holder held back by the guard keeps its IPs: no other node
+//     announces them, so its held claim decides, and nobody takes them
+//     over (the guard's silence already kept the rendezvous owners from
+//     doing so; now it keeps sticky owners too). They are dark until the
+//     guard lets it claim again, as they would be without stickiness.
+//   - A node on the minority side of a partition is silenced and holds
+//     its IPs, while the majority, which sees it dead, takes them over and
+//     announces them. At the heal the announced claim outranks the held
+//     one on every node: the IPs stay with the majority, and the returning
+//     side drops its held claims. No move at the heal.
+//
+// A record with held addresses is encoded as version 2 (see Encode); one
+// without is version 1, as before.
 package owner

@@ -38,6 +38,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		NewRecord("n", 0, 0, nil),
 		NewRecord("node1", 1764672000000000000, 42, addrs("203.0.113.200", "2001:db8:1::200")),
 		NewRecord(strings.Repeat("a", MaxNodeName), ^uint64(0), ^uint64(0), many),
+		NewRecord("node2", 7, 8, addrs("203.0.113.200")).WithHeld(addrs("203.0.113.200", "2001:db8:1::201", "::ffff:203.0.113.9")),
 	}
 	for _, r := range tests {
 		b, err := r.Encode()
@@ -48,7 +49,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decoding %s's record: %v", r.Node, err)
 		}
-		if got.Node != r.Node || got.Generation != r.Generation || got.Seq != r.Seq || !slices.Equal(got.IPs, r.IPs) {
+		if got.Node != r.Node || got.Generation != r.Generation || got.Seq != r.Seq || !got.Same(r) {
 			t.Fatalf("round trip of %s's record changed it", r.Node)
 		}
 	}
@@ -89,7 +90,10 @@ func TestDecodeRecordErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "0 bytes"},
-		{"future version", append([]byte{2}, good[1:]...), "version 2"},
+		{"future version", append([]byte{3}, good[1:]...), "version 3"},
+		{"version 2 without held addresses", append(append([]byte{2}, good[1:]...), 0, 0, 0, 0, 0, 0, 0, 0), "without held addresses"},
+		{"version 2 without a held count", append([]byte{2}, good[1:]...), "no held IPv4 count"},
+		{"held and announced", append(append([]byte{2}, good[1:]...), 0, 0, 0, 1, 203, 0, 113, 1, 0, 0, 0, 0), "both announced and held"},
 		{"empty name", append(header(""), 0, 0, 0, 0, 0, 0, 0, 0), "node name of 0 bytes"},
 		{"name longer than the rest", append(header("node1")[:18], 'a'), "node name of 5 bytes"},
 		{"no v4 count", header("node1"), "no IPv4 count"},
@@ -157,6 +161,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	for _, r := range []Record{
 		NewRecord("node1", 1, 1, nil),
 		NewRecord("node1", 1764672000000000000, 3, addrs("203.0.113.200", "203.0.113.201", "2001:db8:1::200")),
+		NewRecord("node1", 1, 4, addrs("203.0.113.200")).WithHeld(addrs("203.0.113.201", "2001:db8:1::200")),
 	} {
 		b, _ := r.Encode()
 		f.Add(b)

@@ -10,6 +10,9 @@ type Claims interface {
 	// and whether that record is known (this node holds one for the
 	// node's current process).
 	Claims(node string, ip netip.Addr) (claims, known bool)
+	// Holds says whether node holds ip without announcing it, by the
+	// record this node holds (see the package doc, "Held claims").
+	Holds(node string, ip netip.Addr) bool
 }
 
 // Input is one IP's decision.
@@ -24,6 +27,9 @@ type Input struct {
 	// Announced says whether this node announces IP now: its own claim,
 	// which it always knows.
 	Announced bool
+	// Held says whether this node held IP at its last pass without
+	// announcing it: its own held claim.
+	Held bool
 	// Others are the other nodes' claims. Nil means no records at all:
 	// plain rendezvous hashing, and no node waits for records.
 	Others Claims
@@ -44,8 +50,8 @@ type Outcome struct {
 }
 
 // Decide applies the rule of the package doc: claimants first, the
-// highest score among them; rendezvous over all candidates when there is
-// none.
+// highest score among them; else the holders of held claims, the highest
+// score among them; rendezvous over all candidates when there is neither.
 func Decide(in Input) Outcome {
 	if in.Others == nil {
 		// Not even this node's own claim counts: a node that kept its IPs
@@ -53,23 +59,30 @@ func Decide(in Input) Outcome {
 		// alongside the winner.
 		return Outcome{Owner: Pick(in.IP, in.Candidates)}
 	}
-	var claimants []string
+	var claimants, holders []string
 	unknown := false
 	for _, c := range in.Candidates {
-		var claims, known bool
+		var claims, holds, known bool
 		switch {
 		case c == in.Self:
-			claims, known = in.Announced, true
+			claims, holds, known = in.Announced, in.Held, true
 		default:
 			claims, known = in.Others.Claims(c, in.IP)
+			holds = known && in.Others.Holds(c, in.IP)
 		}
 		if !known {
 			unknown = true
 			continue
 		}
-		if claims {
+		switch {
+		case claims:
 			claimants = append(claimants, c)
+		case holds:
+			holders = append(holders, c)
 		}
+	}
+	if len(claimants) == 0 {
+		claimants = holders
 	}
 	var out Outcome
 	if len(claimants) > 0 {

@@ -47,7 +47,9 @@ func TestDecide(t *testing.T) {
 		self       string
 		candidates []string
 		announced  bool
+		held       bool                // this node's own held claim
 		others     map[string][]string // nil: no records at all
+		holding    map[string][]string // others' held claims, added to their records
 		want       Outcome
 	}{
 		{
@@ -142,12 +144,59 @@ func TestDecide(t *testing.T) {
 			others: map[string][]string{"node1": {x}},
 			want:   Outcome{Owner: "node3"},
 		},
+		{
+			name: "a holder held back by the guard keeps its claim: the returning winner takes nothing", self: "node1", candidates: all,
+			others:  map[string][]string{"node2": nil, "node3": nil},
+			holding: map[string][]string{"node2": {x}},
+			want:    Outcome{Owner: "node2", Sticky: true},
+		},
+		{
+			name: "the held-back holder itself still owns it", self: "node2", candidates: all, held: true,
+			others: map[string][]string{"node1": nil, "node3": nil},
+			want:   Outcome{Owner: "node2", Sticky: true},
+		},
+		{
+			name: "the held-back holder, released, waits for unknown records before announcing", self: "node2", candidates: all, held: true,
+			others: map[string][]string{"node3": nil},
+			want:   Outcome{Owner: "node2", Sticky: true, Wait: true},
+		},
+		{
+			name: "partition heal: an announced claim outranks a held one (the holder's view)", self: "node1", candidates: all, held: true,
+			others: map[string][]string{"node2": {x}, "node3": nil},
+			want:   Outcome{Owner: "node2", Sticky: true},
+		},
+		{
+			name: "partition heal: an announced claim outranks a held one (the announcer's view)", self: "node2", candidates: all, announced: true,
+			others:  map[string][]string{"node1": nil, "node3": nil},
+			holding: map[string][]string{"node1": {x}},
+			want:    Outcome{Owner: "node2", Sticky: true},
+		},
+		{
+			name: "two held claims: the higher score", self: "node3", candidates: all,
+			others:  map[string][]string{"node1": nil, "node2": nil},
+			holding: map[string][]string{"node1": {x}, "node2": {x}},
+			want:    Outcome{Owner: "node1"},
+		},
+		{
+			name: "a held claim of a non-candidate counts no more", self: "node2", candidates: []string{"node2", "node3"},
+			others:  map[string][]string{"node3": nil},
+			holding: map[string][]string{"node1": {x}},
+			want:    Outcome{Owner: "node2"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := Input{IP: netip.MustParseAddr(x), Self: tt.self, Candidates: tt.candidates, Announced: tt.announced}
+			in := Input{IP: netip.MustParseAddr(x), Self: tt.self, Candidates: tt.candidates, Announced: tt.announced, Held: tt.held}
 			if tt.others != nil {
-				in.Others = claimsOf(tt.others)
+				s := claimsOf(tt.others)
+				for n, ips := range tt.holding {
+					var held []netip.Addr
+					for _, ip := range ips {
+						held = append(held, netip.MustParseAddr(ip))
+					}
+					s[n] = s[n].WithHeld(held)
+				}
+				in.Others = s
 			}
 			if got := Decide(in); got != tt.want {
 				t.Errorf("Decide = %+v, want %+v", got, tt.want)

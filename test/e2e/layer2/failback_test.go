@@ -128,11 +128,10 @@ func (tb *testbed) comeBack(victim string) {
 func TestNoFailbackWhenTheOwnerReturns(t *testing.T) {
 	// Its first run (load average 58 on 2 cores) failed: the split-brain
 	// guard silenced the holder for a contact lapse, a silent node
-	// announces nothing and so claims nothing, and the returned node took
+	// announced nothing and so claimed nothing, and the returned node took
 	// the IP back (5 moves, 5 failed requests, 2 of 45 probes answered
-	// twice). A held-back owner must keep its claim; see package owner's
-	// "Known gap".
-	t.Skip("sticky owners lose their claim while the split-brain guard holds them back (issue 11 §2); unskip once claims survive a guard silence")
+	// twice). A held-back owner now keeps its claim: package owner's "Held
+	// claims".
 	tb := newTestbed(t)
 	tb.ExtraArgs = []string{stickyFlag}
 	tb.startAll()
