@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/benchutil"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/e2e"
 )
 
@@ -185,6 +186,7 @@ func TestNoFailbackWhenTheOwnerReturns(t *testing.T) {
 // writes bench/results/layer2-failback.txt.
 func BenchmarkFailback(b *testing.B) {
 	const failbackTrials = 5
+	loadAtStart = benchutil.LoadAvg()
 	type row struct {
 		mode                             string
 		failed, moves, doubled, requests []int
