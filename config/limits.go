@@ -24,7 +24,7 @@ import "fmt"
 const MaxFileSize = 1 << 20
 
 // maxEntries bounds the YAML entries a file may have. MetalLB's example
-// pool is 6 entries, and testdata/full-example.yaml, with every key, 139:
+// pool is 6 entries, and testdata/full-example.yaml, with every key, 140:
 // this is room for well over a thousand pools. At the limit, the slowest
 // input found (BenchmarkParseWorstCase) takes 20 to 60 ms of CPU on the
 // 2-core CI machine.

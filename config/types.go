@@ -131,6 +131,11 @@ type Peer struct {
 	NodeSelectors  []NodeSelector `json:"node-selectors,omitempty"`
 	EBGPMultiHop   bool           `json:"ebgp-multihop,omitempty"`
 	BFDProfile     string         `json:"bfd-profile,omitempty"`
+	// GracefulRestart offers the router BGP graceful restart (RFC 4724,
+	// extension): it keeps this node's routes, marked stale, while the
+	// announcer restarts, instead of withdrawing them when the session
+	// drops.
+	GracefulRestart bool `json:"graceful-restart,omitempty"`
 
 	// Address, Source and ID are the parsed addresses (Source and ID may be
 	// invalid when unset). Filled by Parse.

@@ -91,7 +91,7 @@ func TestFullExample(t *testing.T) {
 	if p0.Address != netip.MustParseAddr("203.0.113.1") || p0.Source != netip.MustParseAddr("203.0.113.10") ||
 		p0.ID != netip.MustParseAddr("198.51.100.10") || p0.PeerPort != 179 ||
 		p0.HoldTime.Duration != 90*time.Second || p0.KeepaliveTime.Duration != 30*time.Second ||
-		!p0.EBGPMultiHop || p0.Password != "s3cret" {
+		!p0.EBGPMultiHop || !p0.GracefulRestart || p0.Password != "s3cret" {
 		t.Errorf("peers[0] = %+v", p0)
 	}
 	if len(p0.NodeSelector) != 1 || !p0.NodeSelector[0].Matches(labels.Set{"rack": "r1"}) ||

@@ -84,6 +84,8 @@ type peerConf struct {
 	password      string
 	ebgpMultiHop  bool
 	routerIDGiven netip.Addr
+	// gracefulRestart: see config.Peer.GracefulRestart.
+	gracefulRestart bool
 }
 
 func peerConfOf(p config.Peer) peerConf {
@@ -91,9 +93,14 @@ func peerConfOf(p config.Peer) peerConf {
 		address: p.Address, port: p.PeerPort, peerASN: p.PeerASN, myASN: p.MyASN,
 		hold: p.HoldTime.Duration, keepalive: p.KeepaliveTime.Duration,
 		source: p.Source, password: p.Password, ebgpMultiHop: p.EBGPMultiHop,
-		routerIDGiven: p.ID,
+		routerIDGiven: p.ID, gracefulRestart: p.GracefulRestart,
 	}
 }
+
+// grRestartTime is the restart time offered with graceful restart: how
+// long the router keeps this node's routes while no session is up. FRR's
+// default; an announcer restarts in a few seconds.
+const grRestartTime = 120
 
 // Speaker is an embedded BGP speaker that announces this node's IPs of
 // bgp pools to the configured peers. It implements announcer.Announcer.
@@ -294,7 +301,7 @@ func (s *Speaker) SetPeers(peers []config.Peer) error {
 		s.peers[key] = w
 		s.logger.Info("BGP peer added", "peer", key, "port", w.port, "peerASN", w.peerASN, "myASN", w.myASN,
 			"holdTime", w.hold, "keepalive", w.keepalive, "sourceAddress", addrOrEmpty(w.source),
-			"password", w.password != "", "ebgpMultihop", w.ebgpMultiHop)
+			"password", w.password != "", "ebgpMultihop", w.ebgpMultiHop, "gracefulRestart", w.gracefulRestart)
 	}
 	if err := s.syncBFD(wantBFD); err != nil {
 		errs = append(errs, err)
@@ -413,6 +420,17 @@ func (s *Speaker) apiPeer(p peerConf) *api.Peer {
 	}
 	if p.ebgpMultiHop {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
+	}
+	if p.gracefulRestart {
+		// Every session of this process opens as a restart: the R bit, and
+		// the F bit per family (GoBGP sets it when restarting), which is
+		// true of a node whose announcer stopped: kube-proxy kept
+		// forwarding. A router that kept our routes as stale then keeps
+		// them until our End-of-RIB; one that did not just learns them. A
+		// deferral of 0 sends our routes at once instead of waiting for the
+		// router's End-of-RIB: we take no routes from it.
+		ap.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: grRestartTime, LocalRestarting: true}
+		ap.AfiSafis[0].MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 	}
 	return ap
 }

@@ -243,3 +243,33 @@ func gauge(t *testing.T, name string) float64 {
 	}
 	return -1
 }
+
+// TestAPIPeerGracefulRestart: graceful-restart offers RFC 4724 as a
+// restarting speaker (R and F bits) for the session's family, with the
+// documented restart time; without it nothing is offered.
+func TestAPIPeerGracefulRestart(t *testing.T) {
+	s := &Speaker{}
+	for _, tt := range []struct {
+		name string
+		addr string
+		gr   bool
+	}{
+		{"off", "203.0.113.1", false},
+		{"IPv4", "203.0.113.1", true},
+		{"IPv6", "2001:db8:1::1", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ap := s.apiPeer(peerConf{address: netip.MustParseAddr(tt.addr), gracefulRestart: tt.gr})
+			gr, mp := ap.GetGracefulRestart(), ap.GetAfiSafis()[0].GetMpGracefulRestart()
+			if !tt.gr {
+				if gr != nil || mp != nil {
+					t.Fatalf("graceful restart offered without the option: %v, %v", gr, mp)
+				}
+				return
+			}
+			if !gr.GetEnabled() || !gr.GetLocalRestarting() || gr.GetRestartTime() != grRestartTime || !mp.GetConfig().GetEnabled() {
+				t.Fatalf("graceful restart = %v, family %v; want enabled, restarting, %d s, for the family", gr, mp, grRestartTime)
+			}
+		})
+	}
+}
