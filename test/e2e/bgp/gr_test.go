@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -199,4 +200,75 @@ func TestGracefulRestartWithBFD(t *testing.T) {
 		t.Fatalf("with graceful restart, silent node2 still a next hop %v later (RIB gone after %v, kernel after %v): kept as stale?", bfdHoldTime*2/3, rib, kernel)
 	}
 	t.Logf("with graceful restart, silent node2: next hop gone from FRR's RIB after %v, from the kernel after %v", rib.Round(time.Millisecond), kernel.Round(time.Millisecond))
+}
+
+// BenchmarkAnnouncerRestart SIGKILLs an announcer and starts it again, 5
+// times, with graceful-restart and without, and counts what a client
+// behind the router sees: failed requests (a request every 50 ms) and
+// changes of the router's kernel route. It writes
+// bench/results/bgp-announcer-restart.txt.
+func BenchmarkAnnouncerRestart(b *testing.B) {
+	const restarts = 5
+	type row struct {
+		mode                      string
+		failed, changes, requests []int
+		away                      []time.Duration
+	}
+	var rows []row
+	for _, gr := range []bool{true, false} {
+		r := row{mode: "graceful-restart: true"}
+		cfg := grPeersConfig + poolConfig
+		if !gr {
+			r.mode, cfg = "without (default)", defaultCloudConfig
+		}
+		b.Run(r.mode, func(b *testing.B) {
+			tb := newTestbed(b, options{cloudConfig: cfg, within: 10 * time.Minute})
+			tb.ExtraArgs = []string{"--v=0"}
+			tb.startAll()
+			tb.createService("web", corev1.ServiceExternalTrafficPolicyCluster, "198.51.100.10")
+			all := []string{"node1", "node2", "node3"}
+			tb.waitRoute("198.51.100.10", all...)
+			for i := range restarts {
+				h := tb.Lab.Nodes()[i%3]
+				stop := tb.watchRoute(tb.Ctx, "198.51.100.10")
+				start := time.Now()
+				if err := tb.Announcers[h.Name()].Kill(); err != nil {
+					b.Fatal(err)
+				}
+				tb.waitSession(h.IPv4(), false)
+				tb.StartAnnouncer(h)
+				tb.waitSession(h.IPv4(), true)
+				tb.waitRoute("198.51.100.10", all...)
+				away := time.Since(start)
+				time.Sleep(2 * time.Second)
+				w := stop()
+				b.Logf("%s, restart %d of %s: %d of %d requests failed, %d route changes, back after %v",
+					r.mode, i+1, h.Name(), w.failed, w.requests, w.changes, away.Round(time.Millisecond))
+				r.failed, r.changes, r.requests = append(r.failed, w.failed), append(r.changes, w.changes), append(r.requests, w.requests)
+				r.away = append(r.away, away)
+			}
+		})
+		rows = append(rows, r)
+	}
+	var text strings.Builder
+	fmt.Fprintf(&text, "an announcer SIGKILLed and started again, %d times per row (three nodes, ECMP; a request every 50 ms from the router;\n"+
+		"the router's kernel route read every 50 ms), from the kill until 2 s after the route has all three next hops again:\n\n", restarts)
+	fmt.Fprintf(&text, "  %-24s  %12s  %13s   per restart: failed/requests/route changes, back after\n", "mode", "failed (sum)", "changes (sum)")
+	for _, r := range rows {
+		var per []string
+		for i := range r.failed {
+			per = append(per, fmt.Sprintf("%d/%d/%d %v", r.failed[i], r.requests[i], r.changes[i], r.away[i].Round(100*time.Millisecond)))
+		}
+		fmt.Fprintf(&text, "  %-24s  %12d  %13d   %s\n", r.mode, sum(r.failed), sum(r.changes), strings.Join(per, ", "))
+	}
+	text.WriteString("\n  target with graceful-restart: 0 failed requests, 0 route changes\n")
+	writeBench(b, "announcer-restart", text.String())
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
