@@ -23,7 +23,8 @@
 // Only documentation ranges are used: the LAN 203.0.113.0/24 and
 // 2001:db8:1::/64, the layer-2 pool 203.0.113.200–.210 and
 // 2001:db8:1::200–20f, the BGP pool 198.51.100.0/24 and 2001:db8:2::/120,
-// and 192.0.2.0/24 behind the router. Nodes have arp_ignore=1 and
+// and 192.0.2.0/24 behind the router, the link to the optional far router
+// (Options.FarRouter: a BGP peer two hops from the nodes). Nodes have arp_ignore=1 and
 // arp_announce=2, so their kernels do not answer ARP for a VIP on lo; the
 // router forwards and hashes ECMP on layer 4. IPv6 DAD is off everywhere.
 //

@@ -38,6 +38,9 @@ type FRRConfig struct {
 	// peers can also be configured with VTY).
 	BFD  bool
 	BFDD string
+	// Host runs the daemons; nil means the router. Each host's FRR has a
+	// run directory of its own.
+	Host *Host
 }
 
 // FRR is FRR's zebra and bgpd (and optionally bfdd) running in the
@@ -103,7 +106,11 @@ func (l *Lab) StartFRR(ctx context.Context, bgpdConf string) (*FRR, error) {
 // RUN/zserv.api -P 0`: vty sockets in RUN, one zserv socket shared by
 // zebra and its clients, no TCP vty port.
 func (l *Lab) StartFRRConfig(ctx context.Context, cfg FRRConfig) (_ *FRR, retErr error) {
-	if l.router == nil {
+	host := cfg.Host
+	if host == nil {
+		host = l.router
+	}
+	if host == nil {
 		return nil, errors.New("lab: StartFRR needs Options.Router")
 	}
 	if cfg.BGPD == "" {
@@ -125,6 +132,9 @@ func (l *Lab) StartFRRConfig(ctx context.Context, cfg FRRConfig) (_ *FRR, retErr
 	gid, _ := strconv.Atoi(u.Gid)
 
 	run := filepath.Join(l.runDir, "frr")
+	if host != l.router {
+		run = filepath.Join(l.runDir, "frr-"+host.name)
+	}
 	// A previous FRR of this lab may have left sockets and pid files.
 	if err := os.RemoveAll(run); err != nil {
 		return nil, err
@@ -176,7 +186,7 @@ func (l *Lab) StartFRRConfig(ctx context.Context, cfg FRRConfig) (_ *FRR, retErr
 			args = append(args, "--bfdctl", filepath.Join(run, "bfdd.sock"))
 		}
 		// The daemons must outlive ctx, which only bounds the start.
-		p, err := l.router.Start(context.WithoutCancel(ctx), process.Spec{Name: d, Path: filepath.Join(frrLibDir, d), Args: args})
+		p, err := host.Start(context.WithoutCancel(ctx), process.Spec{Name: d, Path: filepath.Join(frrLibDir, d), Args: args})
 		if err != nil {
 			return nil, err
 		}

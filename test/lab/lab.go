@@ -25,8 +25,12 @@ var (
 	// of each (IPv6 only with Options.IPv6).
 	LANv4 = netip.MustParsePrefix("203.0.113.0/24")
 	LANv6 = netip.MustParsePrefix("2001:db8:1::/64")
-	// BehindRouterV4 is free for a network behind the router.
+	// BehindRouterV4 is the link behind the router, to the far router
+	// (Options.FarRouter): the router is RouterFarSide on its eth1, the far
+	// router FarRouterAddr.
 	BehindRouterV4 = netip.MustParsePrefix("192.0.2.0/24")
+	RouterFarSide  = netip.MustParseAddr("192.0.2.1")
+	FarRouterAddr  = netip.MustParseAddr("192.0.2.2")
 )
 
 // Address pools, written as the cloud-config writes them (a range or a
@@ -73,6 +77,11 @@ type Options struct {
 	Nodes int
 	// Router adds the router at .1 (IP forwarding on, ECMP hashing on L4).
 	Router bool
+	// FarRouter, with Router, adds a second router, "far", behind the
+	// router on a link of its own (BehindRouterV4), so that a BGP peer
+	// there is two hops from the nodes (ebgp-multihop). Every node routes
+	// BehindRouterV4 via the router, and far routes LANv4 back.
+	FarRouter bool
 	// Client adds the client at .100.
 	Client bool
 	// IPv6 also gives every host an address in LANv6.
@@ -94,6 +103,7 @@ type Lab struct {
 	runDir  string
 	swNS    string
 	router  *Host
+	far     *Host
 	client  *Host
 	nodes   []*Host
 	hosts   []*Host
@@ -205,6 +215,13 @@ func New(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 		l.router = l.newHost("router", RouterHostNumber, opts.IPv6)
 		l.hosts = append(l.hosts, l.router)
 	}
+	if opts.FarRouter {
+		if !opts.Router {
+			return nil, errors.New("lab: FarRouter needs Router")
+		}
+		// Not one of hosts: it is not on the switch.
+		l.far = &Host{lab: l, name: "far", ns: l.prefix + "-far", ipv4: FarRouterAddr, mac: hostMAC(2)}
+	}
 	for i := 1; i <= opts.Nodes; i++ {
 		h := l.newHost("node"+strconv.Itoa(i), FirstNodeNumber+i-1, opts.IPv6)
 		l.nodes = append(l.nodes, h)
@@ -297,6 +314,38 @@ func (l *Lab) build(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", h.name, err)
 		}
 	}
+	if l.far != nil {
+		return l.buildFar(ctx)
+	}
+	return nil
+}
+
+// buildFar wires the far router to the router's eth1 and routes the two
+// networks to each other.
+func (l *Lab) buildFar(ctx context.Context) error {
+	f := l.far
+	if err := l.addNS(ctx, f.ns); err != nil {
+		return err
+	}
+	if err := setSysctls(f.ns, f.sysctls()...); err != nil {
+		return err
+	}
+	bits := BehindRouterV4.Bits()
+	if _, err := runIP(ctx, "", fmt.Sprintf("link add eth0 netns %s address %s type veth peer name eth1 netns %s", f.ns, f.mac, l.router.ns)); err != nil {
+		return fmt.Errorf("far veth: %w", err)
+	}
+	if _, err := runIP(ctx, l.router.ns, fmt.Sprintf("addr add %s/%d dev eth1", RouterFarSide, bits), "link set eth1 up"); err != nil {
+		return fmt.Errorf("router eth1: %w", err)
+	}
+	if _, err := runIP(ctx, f.ns, "link set lo up", fmt.Sprintf("addr add %s/%d dev eth0", f.ipv4, bits), "link set eth0 up",
+		fmt.Sprintf("route add %s via %s", LANv4, RouterFarSide)); err != nil {
+		return fmt.Errorf("far: %w", err)
+	}
+	for _, n := range l.nodes {
+		if _, err := runIP(ctx, n.ns, fmt.Sprintf("route add %s via %s", BehindRouterV4, l.router.ipv4)); err != nil {
+			return fmt.Errorf("%s: route to the far router: %w", n.name, err)
+		}
+	}
 	return nil
 }
 
@@ -368,6 +417,9 @@ func (l *Lab) Dir() string { return l.dir }
 // SwitchNS returns the name of the switch namespace, which holds BridgeName
 // and one port per host, named like the host.
 func (l *Lab) SwitchNS() string { return l.swNS }
+
+// Far returns the far router, or nil without Options.FarRouter.
+func (l *Lab) Far() *Host { return l.far }
 
 // Router returns the router, or nil without Options.Router.
 func (l *Lab) Router() *Host { return l.router }

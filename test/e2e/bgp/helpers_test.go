@@ -68,6 +68,8 @@ type options struct {
 	bfdd string
 	// within bounds the whole test; default five minutes.
 	within time.Duration
+	// farRouter adds the lab's far router (lab.Options.FarRouter).
+	farRouter bool
 }
 
 // testbed is one test's cluster: a lab with a router running FRR and three
@@ -91,7 +93,7 @@ func newTestbed(t testing.TB, opts options) *testbed {
 		opts.bgpd = lab.DefaultBGPDConf("")
 	}
 	tb := &testbed{bgpd: opts.bgpd, bfdd: opts.bfdd, vty: map[string]*lab.VTYConn{}, Cluster: e2e.New(t, e2e.Options{
-		Lab:             lab.Options{Router: true, IPv6: true},
+		Lab:             lab.Options{Router: true, IPv6: true, FarRouter: opts.farRouter},
 		CloudConfig:     opts.cloudConfig,
 		VIPs:            vips,
 		NamespacePrefix: "e2e-bgp-",
