@@ -87,7 +87,9 @@ func classifyDial(err error, peer string, passwordSet, neighborAnswers bool) fai
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return failure{ReasonConnectionRefused, fmt.Sprintf("%s refused the TCP connection (reset): BGP is not listening there, or the router is not configured to accept this node", peer)}
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return failure{ReasonUnreachable, fmt.Sprintf("no route to %s: %v", peer, err)}
+		// Also what a router on the way answers when our TTL-1 packets die
+		// there: the lab's TestEBGPMultihop sees exactly this.
+		return failure{ReasonUnreachable, fmt.Sprintf("no route to %s, or a router on the way answered that it is unreachable (for a router more than one hop away, set ebgp-multihop: without it our packets leave with TTL 1): %v", peer, err)}
 	case timeout && passwordSet && neighborAnswers:
 		return failure{ReasonPasswordMismatch, fmt.Sprintf("%s answers ARP/NDP but drops our TCP MD5-signed connection attempts: its password for this node is not the one configured (password or password-secret), or it has none; TCP MD5 mismatches are silent by design", peer)}
 	case timeout && neighborAnswers:

@@ -42,6 +42,7 @@ func TestClassifyDial(t *testing.T) {
 		{"ETIMEDOUT counts as a timeout", dialErr(os.NewSyscallError("connect", syscall.ETIMEDOUT)), false, false, ReasonConnectTimeout, "no answer"},
 		{"no route", dialErr(os.NewSyscallError("connect", syscall.ENETUNREACH)), false, false, ReasonUnreachable, "no route"},
 		{"host unreachable", dialErr(os.NewSyscallError("connect", syscall.EHOSTUNREACH)), true, true, ReasonUnreachable, "no route"},
+		{"host unreachable names the multihop fix", dialErr(os.NewSyscallError("connect", syscall.EHOSTUNREACH)), false, false, ReasonUnreachable, "set ebgp-multihop"},
 		{"anything else", errors.New("bind: address already in use"), false, false, ReasonConnectError, "address already in use"},
 	}
 	for _, tc := range tests {

@@ -110,6 +110,11 @@ func TestEBGPMultihop(t *testing.T) {
 		return "node3 counts its failed session; metrics:\n" + grepLines(tb.Metrics(n3), "baremetal_announcer_bgp_session")
 	}, func() bool { return tb.hasMetric(n3, failures) })
 	t.Logf("node3 without ebgp-multihop: %s", grepLines(tb.Metrics(n3), failures))
+	if l := grepLines(tb.Announcers["node3"].Log(), "set ebgp-multihop"); l == "" {
+		t.Error("node3's log does not suggest ebgp-multihop")
+	} else {
+		t.Logf("node3's log: %s", l)
+	}
 
 	// Multihop BFD: up with node1, then node1 goes silent.
 	var bfd []bfdPeer
