@@ -165,30 +165,59 @@ func BenchmarkSIGKILLToNexthopGone(b *testing.B) {
 }
 
 // BenchmarkMemory5000 measures an announcer's memory with 5,000 bgp
-// Services, all announced, against its memory with none.
+// Services, all announced, against its memory with none: without BFD, and
+// with BFD (100 ms x 3) on both sessions, side by side.
 func BenchmarkMemory5000(b *testing.B) {
 	const n = 5000
-	tb := benchTestbed(b, 25*time.Minute)
-	h := tb.Lab.Node(1)
-	time.Sleep(2 * time.Second) // settle after start
-	before := tb.memory(h)
-	svcs := tb.createServices("mem", n)
-	start := time.Now()
-	tb.writeStatuses(svcs, scaleIP)
-	tb.waitPrefixes("ipv6", n, 10*time.Minute)
-	allIn := time.Since(start)
-	time.Sleep(12 * time.Second) // a resync pass and a GC cycle
-	after := tb.memory(h)
-	perSvc := float64(after.rss-before.rss) / n
-	b.ReportMetric(float64(after.rss)/(1<<20), "rss-MiB")
-	b.ReportMetric(perSvc, "rss-B/service")
-	writeBench(b, "memory-5000-services", fmt.Sprintf(
-		"announcer memory (node1), %d bgp Services with one IPv6 each, all announced to FRR (%.1f s to get there):\n"+
-			"  RSS %.1f MiB (%.1f MiB with no Service): %.0f B per Service\n"+
-			"  Go heap in use %.1f MiB (%.1f MiB with none)\n",
-		n, allIn.Seconds(), float64(after.rss)/(1<<20), float64(before.rss)/(1<<20), perSvc,
-		after.heap/(1<<20), before.heap/(1<<20)))
+	type row struct {
+		mode          string
+		before, after memUsage
+		allIn         time.Duration
+	}
+	var rows []row
+	for _, withBFD := range []bool{false, true} {
+		r := row{mode: "without BFD"}
+		opts := options{cloudConfig: benchConfig, within: 25 * time.Minute}
+		if withBFD {
+			r.mode = "with BFD 100 ms x 3"
+			opts.cloudConfig = bfdPeersConfig + poolConfig + "- name: scale\n  protocol: bgp\n  addresses: [" + scalePool + "]\n"
+			opts.bgpd, opts.bfdd = bfdBGPD(), bfdBFDD
+		}
+		b.Run(r.mode, func(b *testing.B) {
+			tb := newTestbed(b, opts)
+			tb.ExtraArgs = []string{"--v=0"}
+			tb.startAll()
+			if withBFD {
+				tb.waitBFDUp()
+			}
+			h := tb.Lab.Node(1)
+			time.Sleep(2 * time.Second) // settle after start
+			r.before = tb.memory(h)
+			svcs := tb.createServices("mem", n)
+			start := time.Now()
+			tb.writeStatuses(svcs, scaleIP)
+			tb.waitPrefixes("ipv6", n, 10*time.Minute)
+			r.allIn = time.Since(start)
+			time.Sleep(12 * time.Second) // a resync pass and a GC cycle
+			r.after = tb.memory(h)
+			b.ReportMetric(float64(r.after.rss)/(1<<20), "rss-MiB")
+		})
+		rows = append(rows, r)
+	}
+	var text strings.Builder
+	fmt.Fprintf(&text, "announcer memory (node1), %d bgp Services with one IPv6 each, all announced to FRR over 2 sessions (IPv4, IPv6);\n"+
+		"RSS = anon + file (the mapped binary); heap is go_memstats_heap_inuse_bytes; \"none\" is before the first Service:\n\n", n)
+	fmt.Fprintf(&text, "  %-22s %12s %12s %12s %14s %16s  %s\n", "", "RSS MiB", "anon MiB", "file MiB", "heap MiB", "B per Service", "all in")
+	for _, r := range rows {
+		fmt.Fprintf(&text, "  %-22s %5.1f (%4.1f) %5.1f (%4.1f) %5.1f (%4.1f) %6.1f (%5.1f) %16.0f  %.1f s\n", r.mode,
+			mibOf(r.after.rss), mibOf(r.before.rss), mibOf(r.after.anon), mibOf(r.before.anon), mibOf(r.after.file), mibOf(r.before.file),
+			r.after.heap/(1<<20), r.before.heap/(1<<20), float64(r.after.rss-r.before.rss)/n, r.allIn.Seconds())
+	}
+	text.WriteString("  (in parentheses: with no Service)\n")
+	writeBench(b, "memory-5000-services", text.String())
 }
+
+func mibOf(bytes int64) float64 { return float64(bytes) / (1 << 20) }
 
 // scaleIP is the i-th address of scalePool, skipping ::0.
 func scaleIP(i int) string {
@@ -293,8 +322,8 @@ func (tb *testbed) waitPrefixes(af string, n int, within time.Duration) time.Tim
 }
 
 type memUsage struct {
-	rss  int64
-	heap float64
+	rss, anon, file int64
+	heap            float64
 }
 
 // memory reads the announcer's resident set size and Go heap in use.
@@ -307,9 +336,18 @@ func (tb *testbed) memory(h *lab.Host) memUsage {
 	}
 	var m memUsage
 	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
 			m.rss = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
+		case "RssFile:":
+			m.file = kb << 10
 		}
 	}
 	body, err := tb.Scrape(h, "/metrics", 2*time.Second)
