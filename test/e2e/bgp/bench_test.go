@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -173,6 +174,9 @@ func BenchmarkMemory5000(b *testing.B) {
 		mode          string
 		before, after memUsage
 		allIn         time.Duration
+		// gobgp is pprof's share of the heap in GoBGP's frames; top its
+		// largest holders.
+		gobgp, top string
 	}
 	var rows []row
 	for _, withBFD := range []bool{false, true} {
@@ -200,6 +204,7 @@ func BenchmarkMemory5000(b *testing.B) {
 			r.allIn = time.Since(start)
 			time.Sleep(12 * time.Second) // a resync pass and a GC cycle
 			r.after = tb.memory(h)
+			r.gobgp, r.top = tb.heapProfile(h)
 			b.ReportMetric(float64(r.after.rss)/(1<<20), "rss-MiB")
 		})
 		rows = append(rows, r)
@@ -213,8 +218,45 @@ func BenchmarkMemory5000(b *testing.B) {
 			mibOf(r.after.rss), mibOf(r.before.rss), mibOf(r.after.anon), mibOf(r.before.anon), mibOf(r.after.file), mibOf(r.before.file),
 			r.after.heap/(1<<20), r.before.heap/(1<<20), float64(r.after.rss-r.before.rss)/n, r.allIn.Seconds())
 	}
-	text.WriteString("  (in parentheses: with no Service)\n")
+	text.WriteString("  (in parentheses: with no Service)\n\nwhere the heap goes, from the announcer's /debug/pprof/heap (inuse_space, after a GC):\n")
+	for _, r := range rows {
+		fmt.Fprintf(&text, "\n  %s: in GoBGP's frames (github.com/osrg/gobgp): %s\n%s", r.mode, r.gobgp, r.top)
+	}
 	writeBench(b, "memory-5000-services", text.String())
+}
+
+// heapProfile reads the announcer's heap profile and returns pprof's
+// summary of the part held in GoBGP's frames, and its top holders by
+// cumulative size.
+func (tb *testbed) heapProfile(h *lab.Host) (gobgp, top string) {
+	tb.T.Helper()
+	body, err := tb.Scrape(h, "/debug/pprof/heap?gc=1", 30*time.Second)
+	if err != nil {
+		return "not read: " + err.Error(), ""
+	}
+	f := filepath.Join(tb.T.TempDir(), "heap.pb.gz")
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		tb.T.Fatal(err)
+	}
+	pprof := func(args ...string) string {
+		out, err := exec.CommandContext(tb.Ctx, "go", append([]string{"tool", "pprof", "-sample_index=inuse_space"}, append(args, f)...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Sprintf("pprof %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	for _, l := range strings.Split(pprof("-top", "-nodecount=1", "-focus=osrg/gobgp"), "\n") {
+		if strings.HasPrefix(l, "Showing nodes accounting for") {
+			gobgp = strings.TrimPrefix(l, "Showing nodes accounting for ")
+		}
+	}
+	var lines []string
+	for _, l := range strings.Split(pprof("-top", "-cum", "-nodecount=12"), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "File:") && !strings.HasPrefix(l, "Type:") && !strings.HasPrefix(l, "Time:") {
+			lines = append(lines, "    "+l)
+		}
+	}
+	return gobgp, strings.Join(lines, "\n") + "\n"
 }
 
 func mibOf(bytes int64) float64 { return float64(bytes) / (1 << 20) }
