@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announcer/keyring"
@@ -67,6 +68,13 @@ func testPort(t *testing.T) int {
 
 func start(t *testing.T, name string, ip string, port int, secret string) *Membership {
 	t.Helper()
+	return startTuned(t, name, ip, port, secret, nil)
+}
+
+// startTuned is start with the memberlist configuration adjusted by tune
+// (nil: as shipped).
+func startTuned(t *testing.T, name string, ip string, port int, secret string, tune func(*memberlist.Config)) *Membership {
+	t.Helper()
 	keys, err := keyring.Parse(map[string][]byte{keyring.PrimaryKey: []byte(secret)})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +86,7 @@ func start(t *testing.T, name string, ip string, port int, secret string) *Membe
 		Keys:     &keys,
 		Meta:     []byte(name),
 		Logger:   ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2))).WithValues("node", name),
+		tune:     tune,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -107,10 +116,16 @@ var (
 )
 
 func threeNodes(t *testing.T) (port int, ms []*Membership) {
+	return threeNodesTuned(t, nil)
+}
+
+// threeNodesTuned is threeNodes with the memberlist configuration adjusted
+// by tune.
+func threeNodesTuned(t *testing.T, tune func(*memberlist.Config)) (port int, ms []*Membership) {
 	port = testPort(t)
-	m1 := start(t, "node1", "127.0.0.1", port, "s3cret")
-	m2 := start(t, "node2", "127.0.0.2", port, "s3cret")
-	m3 := start(t, "node3", "127.0.0.3", port, "s3cret")
+	m1 := startTuned(t, "node1", "127.0.0.1", port, "s3cret", tune)
+	m2 := startTuned(t, "node2", "127.0.0.2", port, "s3cret", tune)
+	m3 := startTuned(t, "node3", "127.0.0.3", port, "s3cret", tune)
 	for _, m := range []*Membership{m2, m3} {
 		if n, err := m.Join([]netip.Addr{ip1}); n != 1 || err != nil {
 			t.Fatalf("Join = %d, %v", n, err)
@@ -295,7 +310,14 @@ func TestContact(t *testing.T) {
 // keyring on three members, one member at a time, with a pause after
 // each: nobody ever loses anybody.
 func TestRotateKeysNodeByNode(t *testing.T) {
-	_, ms := threeNodes(t)
+	// Slower to suspect than shipped, so that a CPU-starved test run (make
+	// test runs packages in parallel, with -race) is not taken for a key
+	// that does not work: a node that cannot decrypt gets no ack at all and
+	// is still declared dead within about 0.8 s, well inside one step.
+	_, ms := threeNodesTuned(t, func(c *memberlist.Config) {
+		c.ProbeTimeout = 300 * time.Millisecond
+		c.SuspicionMult = 4
+	})
 	all := []string{"node1", "node2", "node3"}
 	steps := []map[string][]byte{
 		{"secretkey": []byte("s3cret"), "accepted-key-next": []byte("n3w")},
