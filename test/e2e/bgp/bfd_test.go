@@ -190,22 +190,7 @@ func TestBFDDropsSilentNode(t *testing.T) {
 
 	// SIGTERM drains first, BFD or not: the routes go while the BGP
 	// session is still established.
-	node2 := tb.Lab.Host("node2").IPv4().String()
-	prefix := hostPrefix("198.51.100.10")
-	if err := tb.Announcers["node2"].Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	var stateThen string
-	tb.Eventually("node2 withdrawn", func() bool {
-		if slices.Contains(tb.bgpNexthops(prefix), node2) {
-			return false
-		}
-		stateThen = tb.neighbors()[node2]
-		return true
-	})
-	if stateThen != "Established" {
-		t.Errorf("SIGTERM with BFD: node2's route went with its session (state %q): no graceful withdrawal", stateThen)
-	}
+	tb.drainsFirst("node2", hostPrefix("198.51.100.10"))
 	if err := tb.Announcers["node2"].Wait(tb.Ctx); err != nil {
 		t.Errorf("announcer after SIGTERM: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -125,33 +124,14 @@ func TestGracefulRestartKeepsRoutes(t *testing.T) {
 
 	// A planned stop still drains first: the route goes while the
 	// session is up.
-	node2 := tb.Lab.Host("node2").IPv4().String()
-	if err := tb.Announcers["node2"].Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	var stateThen string
-	tb.Eventually("node2 withdrawn from "+prefix, func() bool {
-		if slices.Contains(tb.bgpNexthops(prefix), node2) {
-			return false
-		}
-		stateThen = tb.neighbors()[node2]
-		return true
-	})
-	if stateThen != "Established" {
-		t.Errorf("with graceful restart, node2's route went with its session (state %q): no drain", stateThen)
-	}
+	tb.drainsFirst("node2", prefix)
 	tb.waitRoute("198.51.100.10", "node1", "node3")
 
 	// A node that goes silent keeps no route: FRR drops it at the hold
 	// time (3 s here), not after the 120 s restart time.
-	start = time.Now()
-	if err := tb.Announcers["node3"].Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tb.Announcers["node3"].Signal(syscall.SIGCONT) })
+	tb.freeze("node3")
 	took := tb.waitRoute("198.51.100.10", "node1")
 	t.Logf("node3 silent (SIGSTOP): left the ECMP set %v later", took.Round(time.Millisecond))
-	_ = start
 }
 
 // TestGracefulRestartWithBFD is the matrix of docs/bgp.md with both BFD

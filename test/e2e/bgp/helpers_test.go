@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -452,4 +453,32 @@ func (tb *testbed) restartFRR() {
 // startFRR starts zebra and bgpd, and bfdd if the testbed has a bfdd.conf.
 func (tb *testbed) startFRR() (*lab.FRR, error) {
 	return tb.Lab.StartFRRConfig(tb.Ctx, lab.FRRConfig{BGPD: tb.bgpd, BFD: tb.bfdd != "", BFDD: tb.bfdd})
+}
+
+// drainsFirst sends SIGTERM to node's announcer and checks that its next
+// hop leaves FRR's BGP table for prefix while its session is still
+// established: the router drained the node before the session closed. It
+// returns how long the withdrawal took.
+func (tb *testbed) drainsFirst(node, prefix string) time.Duration {
+	tb.T.Helper()
+	addr := tb.Lab.Host(node).IPv4().String()
+	start := time.Now()
+	if err := tb.Announcers[node].Signal(syscall.SIGTERM); err != nil {
+		tb.T.Fatal(err)
+	}
+	// Read the BGP table, then the session: a table without the node while
+	// the session is still established means the withdrawal came first.
+	var withdrawn time.Duration
+	var stateThen string
+	tb.Eventually(node+" withdrawn from "+prefix, func() bool {
+		if slices.Contains(tb.bgpNexthops(prefix), addr) {
+			return false
+		}
+		withdrawn, stateThen = time.Since(start), tb.neighbors()[addr]
+		return true
+	})
+	if stateThen != "Established" {
+		tb.T.Errorf("%s's route went with its session (state %q when the route was gone): no graceful withdrawal", node, stateThen)
+	}
+	return withdrawn
 }
