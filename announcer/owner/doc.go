@@ -143,6 +143,10 @@
 //     one on every node: the IPs stay with the majority, and the returning
 //     side drops its held claims. No move at the heal.
 //
+// TestGuardSilenceKeepsClaims and TestSilencedMinorityGivesUpAtHeal play
+// both on simulated clusters; each fails if held claims are ignored, or
+// ranked as announced ones, respectively.
+//
 // A record with held addresses is encoded as version 2 (see Encode); one
 // without is version 1, as before.
 package owner

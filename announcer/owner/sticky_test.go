@@ -210,13 +210,19 @@ func TestDecide(t *testing.T) {
 type cluster struct {
 	// announced is each node's claims (its record).
 	announced map[string]map[netip.Addr]bool
-	ips       []netip.Addr
+	// held is each node's held claims; silenced are the nodes the
+	// split-brain guard holds back: they decide, but announce nothing, as
+	// the controller does.
+	held     map[string]map[netip.Addr]bool
+	silenced map[string]bool
+	ips      []netip.Addr
 }
 
 func newCluster(nodes []string, ips []netip.Addr) *cluster {
-	c := &cluster{announced: map[string]map[netip.Addr]bool{}, ips: ips}
+	c := &cluster{announced: map[string]map[netip.Addr]bool{}, held: map[string]map[netip.Addr]bool{}, silenced: map[string]bool{}, ips: ips}
 	for _, n := range nodes {
 		c.announced[n] = map[netip.Addr]bool{}
+		c.held[n] = map[netip.Addr]bool{}
 	}
 	return c
 }
@@ -229,7 +235,7 @@ func (c *cluster) records(self string, view []string) Snapshot {
 		if n == self {
 			continue
 		}
-		s[n] = NewRecord(n, 1, 1, slices.Collect(maps.Keys(c.announced[n])))
+		s[n] = NewRecord(n, 1, 1, slices.Collect(maps.Keys(c.announced[n]))).WithHeld(slices.Collect(maps.Keys(c.held[n])))
 	}
 	return s
 }
@@ -244,18 +250,26 @@ func (c *cluster) pass(view []string) bool {
 		snaps[n] = c.records(n, view)
 	}
 	changed := false
+	set := func(m map[netip.Addr]bool, ip netip.Addr, v bool) {
+		if v != m[ip] {
+			changed = true
+			if v {
+				m[ip] = true
+			} else {
+				delete(m, ip)
+			}
+		}
+	}
 	for _, n := range view {
 		for _, ip := range c.ips {
-			o := Decide(Input{IP: ip, Self: n, Candidates: view, Announced: c.announced[n][ip], Others: snaps[n]})
-			want := o.Owner == n && !o.Wait
-			if want != c.announced[n][ip] {
-				changed = true
-				if want {
-					c.announced[n][ip] = true
-				} else {
-					delete(c.announced[n], ip)
-				}
-			}
+			before, heldBefore := c.announced[n][ip], c.held[n][ip]
+			o := Decide(Input{IP: ip, Self: n, Candidates: view, Announced: before, Held: heldBefore, Others: snaps[n]})
+			owns := o.Owner == n
+			announce := owns && !o.Wait && !c.silenced[n]
+			set(c.announced[n], ip, announce)
+			// The controller's rule: an owner held back keeps the claim it
+			// had at the last pass, announced or held.
+			set(c.held[n], ip, owns && !announce && (before || heldBefore))
 		}
 	}
 	return changed
@@ -399,6 +413,97 @@ func TestPartitionHealsToOneOwner(t *testing.T) {
 		}
 		if moved != double {
 			t.Fatalf("trial %d: %d IPs resolved, %d were doubly held", trial, moved, double)
+		}
+	}
+}
+
+// TestGuardSilenceKeepsClaims: node1 crashes, node2 and node3 take its
+// IPs; node1 comes back while the split-brain guard silences node2 for a
+// while (a contact lapse on a loaded node). node2's held claims keep node1
+// from taking the IPs node2 holds: never two announcers, and when node2
+// speaks again nothing has moved. Without held claims node1 would take
+// them (the first lab run of TestNoFailbackWhenTheOwnerReturns).
+func TestGuardSilenceKeepsClaims(t *testing.T) {
+	nodes := nodeNames(3)
+	var ips []netip.Addr
+	for i := range 600 {
+		ips = append(ips, nthIP(i))
+	}
+	c := newCluster(nodes, ips)
+	c.settle(t, nodes)
+	c.announced["node1"], c.held["node1"] = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	c.settle(t, nodes[1:])
+	failed := c.assertOneEach(t, "after the crash")
+
+	c.silenced["node2"] = true
+	for pass := range 10 {
+		c.pass(nodes)
+		for ip, h := range c.holders() {
+			if len(h) > 1 {
+				t.Fatalf("silent pass %d: %s announced by %v", pass, ip, h)
+			}
+			if len(h) == 1 && h[0] != failed[ip] {
+				t.Fatalf("silent pass %d: %s moved from %s to %s", pass, ip, failed[ip], h[0])
+			}
+		}
+	}
+	if len(c.announced["node2"]) != 0 || len(c.held["node2"]) == 0 {
+		t.Fatalf("silenced node2 announces %d and holds %d IPs; want 0 and its own", len(c.announced["node2"]), len(c.held["node2"]))
+	}
+	delete(c.silenced, "node2")
+	c.settle(t, nodes)
+	if moved := diff(failed, c.assertOneEach(t, "after the silence")); len(moved) > 0 {
+		t.Fatalf("the silence moved %d IPs, e.g. %v", len(moved), moved[:min(3, len(moved))])
+	}
+}
+
+// TestSilencedMinorityGivesUpAtHeal: a partition whose minority side the
+// split-brain guard silences. The majority takes the minority's IPs; the
+// minority holds its claims; at the heal the announced claims outrank the
+// held ones on every node, so nothing moves and no IP is announced twice.
+func TestSilencedMinorityGivesUpAtHeal(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for trial := range 20 {
+		nodes := nodeNames(3 + r.IntN(6))
+		var ips []netip.Addr
+		for range 200 {
+			ips = append(ips, nthIP(r.IntN(1<<20)))
+		}
+		c := newCluster(nodes, ips)
+		c.settle(t, nodes)
+		cut := (len(nodes) - 1) / 2 // the minority: fewer than half
+		if cut == 0 {
+			cut = 1
+		}
+		minority, majority := nodes[:cut], nodes[cut:]
+		for _, n := range minority {
+			c.silenced[n] = true
+		}
+		c.settle(t, majority)
+		c.settle(t, minority)
+		split := c.assertOneEach(t, fmt.Sprintf("trial %d split", trial))
+		for ip, n := range split {
+			if slices.Contains(minority, n) {
+				t.Fatalf("trial %d: silenced %s announces %s", trial, n, ip)
+			}
+		}
+		for _, n := range minority {
+			delete(c.silenced, n)
+		}
+		c.pass(nodes)
+		for ip, h := range c.holders() {
+			if len(h) > 1 {
+				t.Fatalf("trial %d: first pass after the heal, %s announced by %v", trial, ip, h)
+			}
+		}
+		c.settle(t, nodes)
+		if moved := diff(split, c.assertOneEach(t, fmt.Sprintf("trial %d healed", trial))); len(moved) > 0 {
+			t.Fatalf("trial %d: the heal moved %d IPs, e.g. %v", trial, len(moved), moved[:min(3, len(moved))])
+		}
+		for _, n := range minority {
+			if len(c.held[n]) != 0 {
+				t.Fatalf("trial %d: %s still holds %d claims after the heal", trial, n, len(c.held[n]))
+			}
 		}
 	}
 }
