@@ -189,7 +189,7 @@ func BenchmarkMemory5000(b *testing.B) {
 		}
 		b.Run(r.mode, func(b *testing.B) {
 			tb := newTestbed(b, opts)
-			tb.ExtraArgs = []string{"--v=0"}
+			tb.ExtraArgs = []string{"--v=0", "--profiling"}
 			tb.startAll()
 			if withBFD {
 				tb.waitBFDUp()
